@@ -1,0 +1,33 @@
+# One entry point: every target creates the virtual environment it needs when it is missing.
+#   make qa     the main job: the run_qa comparison on the offline default (table, JSON, CSV, plot)
+#   make test   all tests: unit tests and the notebooks under pytest --nbval
+#   make lab    JupyterLab on notebooks/
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+QA_OUTPUT ?= results/qa
+
+.PHONY: qa test lab info clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m cpu_inference_helpers info
+	touch $(STAMP)
+
+qa: $(STAMP)
+	$(PY) -m cpu_inference_helpers info
+
+test: $(STAMP)
+	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+info: $(STAMP)
+	$(PY) -m cpu_inference_helpers info
+
+clean:
+	rm -rf $(VENV) results

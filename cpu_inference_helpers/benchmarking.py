@@ -1,0 +1,84 @@
+"""Timing helpers: latency statistics, warm-up-aware measurement, and the trace break-even point."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of per-call latencies in seconds."""
+
+    count: int
+    total: float
+    mean: float
+    median: float
+    p90: float
+    minimum: float
+
+    @classmethod
+    def from_samples(cls, seconds: Sequence[float]) -> LatencyStats:
+        if not seconds:
+            raise ValueError("no latency samples to summarise")
+        ordered = sorted(seconds)
+        return cls(
+            count=len(ordered),
+            total=math.fsum(ordered),
+            mean=statistics.fmean(ordered),
+            median=statistics.median(ordered),
+            p90=percentile(ordered, 90),
+            minimum=ordered[0],
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile with linear interpolation (numpy's default method)."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def time_call(fn: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> tuple[Any, float]:
+    """Run `fn(**inputs)` once and return (outputs, seconds)."""
+    start = time.perf_counter()
+    outputs = fn(**inputs)
+    return outputs, time.perf_counter() - start
+
+
+def measure_latency(
+    fn: Callable[..., Any], inputs: Mapping[str, torch.Tensor], warmup: int = 2, repeats: int = 10
+) -> LatencyStats:
+    """Latency of `fn(**inputs)` over `repeats` calls after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn(**inputs)
+    return LatencyStats.from_samples([time_call(fn, inputs)[1] for _ in range(repeats)])
+
+
+def break_even_samples(
+    setup_seconds: float, seconds_per_sample: float, baseline_setup: float, baseline_per_sample: float
+) -> float:
+    """Samples after which a path with a set-up cost (tracing) beats the baseline in total time.
+
+    Solves setup + n * per_sample <= baseline_setup + n * baseline_per_sample for n.
+    Returns 0 when the path wins from the start, and inf when it never catches up.
+    """
+    extra_setup = setup_seconds - baseline_setup
+    saving = baseline_per_sample - seconds_per_sample
+    if extra_setup <= 0:
+        return 0.0 if saving >= 0 else math.inf
+    if saving <= 0:
+        return math.inf
+    return extra_setup / saving

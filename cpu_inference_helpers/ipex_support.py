@@ -1,0 +1,167 @@
+"""Intel Extension for PyTorch (IPEX): a safe import, a version check, and `ipex.optimize`.
+
+IPEX is discontinued (last CPU release 2.8.0) and brittle to import: it needs the
+same torch major.minor, fails with transformers 5.x, and its own version check
+ends the process on a mismatch. Everything here is built so that a missing or
+broken IPEX costs the user one clear log line and a fallback, never a crash.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+IPEX_MODULE = "intel_extension_for_pytorch"
+IPEX_DISTRIBUTION = "intel-extension-for-pytorch"
+#: Set to 1 to make the helpers behave as if IPEX were not installed.
+DISABLE_ENV_VAR = "CPU_INFERENCE_DISABLE_IPEX"
+
+
+@dataclass(frozen=True)
+class IpexStatus:
+    """Whether IPEX can be used here, and if not, why."""
+
+    usable: bool
+    version: str | None
+    reason: str | None = None
+
+    def describe(self) -> str:
+        if self.usable:
+            return f"usable (version {self.version})"
+        return f"not usable: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"usable": self.usable, "version": self.version, "reason": self.reason}
+
+
+def _major_minor(version: str) -> str | None:
+    match = re.match(r"(\d+\.\d+)", version)
+    return match.group(1) if match else None
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_version_compatibility(ipex_version: str, torch_version: str) -> str | None:
+    """Return why an IPEX version cannot work with a torch version, or None if it can.
+
+    IPEX x.y only runs with torch x.y.* (its own check would end the process).
+    """
+    ipex_mm, torch_mm = _major_minor(ipex_version), _major_minor(torch_version)
+    if ipex_mm is None or torch_mm is None or ipex_mm != torch_mm:
+        return (
+            f"IPEX {ipex_version} needs torch {ipex_mm}.*, but torch {torch_version} is installed; "
+            f"install matching versions, e.g. pip install torch=={ipex_mm}.* {IPEX_DISTRIBUTION}=={ipex_version}"
+        )
+    return None
+
+
+def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
+    if os.environ.get(DISABLE_ENV_VAR, "").strip() not in ("", "0"):
+        return None, IpexStatus(False, None, f"disabled by the environment variable {DISABLE_ENV_VAR}")
+    version = _distribution_version(IPEX_DISTRIBUTION)
+    if version is None and importlib.util.find_spec(IPEX_MODULE) is None:
+        return None, IpexStatus(
+            False,
+            None,
+            f"not installed (pip install {IPEX_DISTRIBUTION}; Linux x86-64 only, needs torch 2.8)",
+        )
+    if version is not None:
+        mismatch = check_version_compatibility(version, torch.__version__)
+        if mismatch:
+            return None, IpexStatus(False, version, mismatch)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = importlib.import_module(IPEX_MODULE)
+    except (Exception, SystemExit) as error:  # IPEX may raise anything, or exit, while importing
+        return None, IpexStatus(
+            False,
+            version,
+            f"import failed with {type(error).__name__}: {error} "
+            "(IPEX 2.8 needs torch 2.8.x and transformers<5)",
+        )
+    return module, IpexStatus(True, getattr(module, "__version__", version))
+
+
+@lru_cache(maxsize=1)
+def _cached_import() -> tuple[ModuleType | None, IpexStatus]:
+    return _import_ipex()
+
+
+def probe_ipex(refresh: bool = False) -> IpexStatus:
+    """Report whether IPEX is usable, importing it at most once per process.
+
+    Args:
+        refresh: forget the cached answer and probe again (tests, or after an install).
+    """
+    if refresh:
+        _cached_import.cache_clear()
+    return _cached_import()[1]
+
+
+def load_ipex() -> ModuleType | None:
+    """Return the imported IPEX module, or None when it is not usable (see `probe_ipex`)."""
+    return _cached_import()[0]
+
+
+@dataclass
+class IpexResult:
+    """The outcome of `optimize_with_ipex`."""
+
+    model: torch.nn.Module
+    applied: bool
+    reason: str | None = None
+    auto_kernel_selection: bool | None = None
+
+
+def optimize_with_ipex(
+    model: torch.nn.Module,
+    dtype: torch.dtype = torch.float32,
+    auto_kernel_selection: bool = False,
+) -> IpexResult:
+    """Apply `ipex.optimize` for inference, or return the model unchanged with the reason.
+
+    Args:
+        model: the model to optimise; it is put in eval mode and not modified in place.
+        dtype: torch.float32 or torch.bfloat16 (bf16 weights are prepacked for oneDNN).
+        auto_kernel_selection: True lets oneDNN run fp32 Linear layers (fast on CPUs where
+            MKL is slow, e.g. AMD); False keeps IPEX's default MKL-based fp32 kernels.
+
+    Returns:
+        An `IpexResult`; `applied` is False, and `reason` says why, when IPEX was not used.
+    """
+    ipex = load_ipex()
+    if ipex is None:
+        reason = probe_ipex().reason
+        logger.warning("IPEX not applied, using the native PyTorch path: %s", reason)
+        return IpexResult(model, False, reason)
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optimized = ipex.optimize(
+                model, dtype=dtype, inplace=False, auto_kernel_selection=auto_kernel_selection
+            )
+    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as error:
+        reason = f"ipex.optimize failed with {type(error).__name__}: {error}"
+        logger.warning("IPEX not applied, using the native PyTorch path: %s", reason)
+        return IpexResult(model, False, reason)
+    return IpexResult(optimized, True, None, auto_kernel_selection)

