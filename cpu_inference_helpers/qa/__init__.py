@@ -1,0 +1,1 @@
+"""SQuAD question answering evaluation: data, features, post-processing, metrics, and the comparison."""

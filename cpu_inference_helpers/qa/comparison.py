@@ -1,0 +1,212 @@
+"""Run the SQuAD evaluation in several modes side by side, interleaved batch by batch.
+
+Every mode is prepared first (optimisation, tracing, warm-up: timed and reported as
+set-up). Then each batch runs through every mode before the next batch, in a rotating
+order, so machine noise and drift hit all modes alike. Throughput counts only those
+timed batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..benchmarking import LatencyStats, break_even_samples, time_call
+from ..optimize import InferenceModel, parse_mode, prepare_for_inference
+from ..precision import parse_precision
+from .data import SquadExample
+from .features import QAFeatures
+from .metrics import squad_metrics
+from .postprocess import postprocess_predictions
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = "eager"
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """A mode and a precision, named like "ipex+jit" or "ipex+jit:bf16"."""
+
+    mode: str
+    precision: str = "fp32"
+
+    @property
+    def name(self) -> str:
+        return self.mode if self.precision == "fp32" else f"{self.mode}:{self.precision}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModeSpec:
+        mode, _, precision = text.strip().partition(":")
+        precision = precision or "fp32"
+        parse_precision(precision)  # validates
+        return cls(parse_mode(mode), precision.strip().lower())
+
+
+def parse_mode_list(text: str) -> list[ModeSpec]:
+    """Parse "eager,jit,ipex+jit:bf16" into specs; duplicates are an error."""
+    specs = [ModeSpec.parse(item) for item in text.split(",") if item.strip()]
+    if not specs:
+        raise ValueError("--modes lists no mode")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--modes lists a mode twice: {', '.join(names)}")
+    return specs
+
+
+@dataclass
+class ModeResult:
+    """Everything measured for one mode."""
+
+    name: str
+    ran_as: str
+    fallbacks: list[str]
+    exact_match: float
+    f1: float
+    samples: int
+    samples_per_second: float
+    mean_batch_latency_s: float
+    p90_batch_latency_s: float
+    setup_s: float
+    speedup_vs_eager: float = 1.0
+    break_even_samples: float = 0.0
+    same_answers_as_eager: float = 1.0
+    max_logit_diff_vs_eager: float = 0.0
+    batch_latencies_s: list[float] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if math.isinf(self.break_even_samples):
+            data["break_even_samples"] = None  # JSON has no infinity: never breaks even
+        return data
+
+
+@dataclass
+class _ModeRun:
+    spec: ModeSpec
+    model: InferenceModel
+    setup_s: float
+    latencies: list[float] = field(default_factory=list)
+    start_logits: list[np.ndarray] = field(default_factory=list)
+    end_logits: list[np.ndarray] = field(default_factory=list)
+
+
+def _logits(outputs: Any) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(outputs, dict):  # traced models return dicts, eager ones ModelOutput (also a dict)
+        start, end = outputs["start_logits"], outputs["end_logits"]
+    else:
+        start, end = outputs[0], outputs[1]
+    return start.float().numpy(), end.float().numpy()
+
+
+def prepare_modes(
+    model: torch.nn.Module,
+    example_batch: dict[str, torch.Tensor],
+    specs: Sequence[ModeSpec],
+    warmup_steps: int = 2,
+    allow_emulated_bf16: bool = False,
+) -> list[_ModeRun]:
+    """Prepare every mode; set-up time includes optimisation, tracing and `warmup_steps` passes."""
+    runs = []
+    for spec in tqdm(specs, desc="preparing modes", leave=False):
+        start = time.perf_counter()
+        prepared = prepare_for_inference(
+            model, example_batch, mode=spec.mode, precision=spec.precision,
+            warmup_steps=warmup_steps, allow_emulated_bf16=allow_emulated_bf16,
+        )
+        if not prepared.traced:  # traced models were warmed up by trace_model already
+            for _ in range(warmup_steps):
+                prepared(**example_batch)
+        runs.append(_ModeRun(spec, prepared, time.perf_counter() - start))
+    return runs
+
+
+def run_interleaved(runs: Sequence[_ModeRun], batches: Sequence[dict[str, torch.Tensor]]) -> None:
+    """Time every batch in every mode, rotating the order of modes from batch to batch."""
+    for index, batch in enumerate(tqdm(batches, desc=f"evaluating {len(runs)} modes", unit="batch")):
+        for offset in range(len(runs)):
+            run = runs[(index + offset) % len(runs)]
+            outputs, seconds = time_call(run.model, batch)
+            start, end = _logits(outputs)
+            run.latencies.append(seconds)
+            run.start_logits.append(start)
+            run.end_logits.append(end)
+
+
+def compare_modes(
+    model: torch.nn.Module,
+    examples: Sequence[SquadExample],
+    features: QAFeatures,
+    specs: Sequence[ModeSpec],
+    batch_size: int = 8,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    warmup_steps: int = 2,
+    allow_emulated_bf16: bool = False,
+) -> tuple[list[ModeResult], dict[str, dict[str, str]]]:
+    """Evaluate `examples` in every mode of `specs`; eager fp32 is added first as the reference.
+
+    Returns:
+        The per-mode results, and the predicted answer per question id for each mode.
+    """
+    if batch_size < 1:
+        raise ValueError("the batch size must be at least 1")
+    if ModeSpec(REFERENCE) not in specs:
+        logger.info("adding eager fp32 as the reference mode")
+    specs = [ModeSpec(REFERENCE)] + [spec for spec in specs if spec != ModeSpec(REFERENCE)]
+    batches = list(features.batches(batch_size))
+    runs = prepare_modes(model, batches[0], specs, warmup_steps, allow_emulated_bf16)
+    run_interleaved(runs, batches)
+
+    results, all_predictions = [], {}
+    for run in runs:
+        start_logits, end_logits = np.concatenate(run.start_logits), np.concatenate(run.end_logits)
+        predictions = postprocess_predictions(
+            examples, features.example_ids, features.offset_mappings, start_logits, end_logits,
+            n_best_size, max_answer_length,
+        )
+        metrics = squad_metrics(examples, predictions)
+        stats = LatencyStats.from_samples(run.latencies)
+        record = run.model.record
+        results.append(
+            ModeResult(
+                name=run.spec.name,
+                ran_as=record.mode if record.precision == "fp32" else f"{record.mode}:{record.precision}",
+                fallbacks=list(record.fallbacks),
+                exact_match=metrics["exact_match"],
+                f1=metrics["f1"],
+                samples=len(features),
+                samples_per_second=len(features) / stats.total,
+                mean_batch_latency_s=stats.mean,
+                p90_batch_latency_s=stats.p90,
+                setup_s=run.setup_s,
+                batch_latencies_s=list(run.latencies),
+            )
+        )
+        all_predictions[run.spec.name] = predictions
+        run.start_logits, run.end_logits = [start_logits], [end_logits]
+
+    reference_run, reference = runs[0], results[0]
+    reference_per_sample = 1 / reference.samples_per_second
+    for run, result in zip(runs, results, strict=True):
+        result.speedup_vs_eager = result.samples_per_second / reference.samples_per_second
+        result.break_even_samples = break_even_samples(
+            result.setup_s, 1 / result.samples_per_second, reference.setup_s, reference_per_sample
+        )
+        same = [all_predictions[result.name][e.id] == all_predictions[REFERENCE][e.id] for e in examples]
+        result.same_answers_as_eager = sum(same) / len(same)
+        result.max_logit_diff_vs_eager = float(
+            max(
+                np.abs(run.start_logits[0] - reference_run.start_logits[0]).max(),
+                np.abs(run.end_logits[0] - reference_run.end_logits[0]).max(),
+            )
+        )
+    return results, all_predictions

@@ -1,0 +1,209 @@
+"""SQuAD evaluation across eager / jit / IPEX / bf16 in one run: one command, one table, one plot.
+
+Accepts the flags of transformers' examples/pytorch/question-answering/run_qa.py with the
+same names and meaning, e.g. the classic
+
+    python -m cpu_inference_helpers.run_qa --model_name_or_path csarron/bert-base-uncased-squad-v1 \\
+        --dataset_name squad --do_eval --max_seq_length 384 --doc_stride 128 \\
+        --no_cuda --jit_mode_eval --use_ipex --output_dir /tmp/qa
+
+runs that mode (and eager fp32 beside it, as the reference); `--modes` runs several at once:
+
+    python -m cpu_inference_helpers.run_qa --do_eval --modes eager,jit,ipex+jit,ipex+jit:bf16
+
+Without --model_name_or_path / --dataset_name / --validation_file it runs offline: a
+bert-base-shaped model with random weights (real speed, meaningless EM/F1) on a packaged
+303-question subset of the SQuAD v1.1 dev set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from .capabilities import detect_capabilities
+from .models import DEFAULT_MODEL, REFERENCE_CHECKPOINT, load_qa_model_and_tokenizer
+from .qa.comparison import ModeSpec, compare_modes, parse_mode_list
+from .qa.data import SquadFormatError, load_examples
+from .qa.features import prepare_validation_features
+from .qa.report import format_table, plot_results, write_csv, write_json
+
+logger = logging.getLogger("cpu_inference_helpers.run_qa")
+
+DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16"
+REAL_CHECKPOINT_COMMAND = (
+    f"python -m cpu_inference_helpers.run_qa --model_name_or_path {REFERENCE_CHECKPOINT} --dataset_name squad "
+    "--do_eval --max_seq_length 384 --doc_stride 128 --no_cuda --jit_mode_eval --use_ipex --output_dir /tmp/qa"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cpu_inference_helpers.run_qa",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    data = parser.add_argument_group("model and data (run_qa.py names)")
+    data.add_argument("--model_name_or_path", default=DEFAULT_MODEL,
+                      help="Hub id, local folder, or an offline random model (default: %(default)s)")
+    data.add_argument("--dataset_name", help="a datasets name such as 'squad' (needs the Hub or its cache)")
+    data.add_argument("--dataset_config_name")
+    data.add_argument("--validation_file", help="a SQuAD-format JSON / JSON lines file (.gz/.xz allowed)")
+    data.add_argument("--max_seq_length", type=int, default=384)
+    data.add_argument("--doc_stride", type=int, default=128)
+    data.add_argument("--max_eval_samples", type=int, help="evaluate only the first N questions")
+    data.add_argument("--n_best_size", type=int, default=20)
+    data.add_argument("--max_answer_length", type=int, default=30)
+    run = parser.add_argument_group("evaluation (TrainingArguments names)")
+    run.add_argument("--do_eval", action="store_true", help="run the evaluation (required, as in run_qa.py)")
+    run.add_argument("--do_train", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--do_predict", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--per_device_eval_batch_size", type=int, default=8)
+    run.add_argument("--output_dir", default="results/qa")
+    run.add_argument("--no_cuda", action="store_true", help="accepted for compatibility: this tool runs on CPU")
+    run.add_argument("--use_cpu", action="store_true", help="accepted for compatibility: this tool runs on CPU")
+    run.add_argument("--jit_mode_eval", action="store_true", help="TorchScript trace + freeze for evaluation")
+    run.add_argument("--use_ipex", action="store_true", help="Intel Extension for PyTorch (ipex.optimize)")
+    run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast)")
+    compare = parser.add_argument_group("comparison")
+    compare.add_argument("--modes", help=f"comma-separated modes to compare, e.g. {DEFAULT_MODES} "
+                                         "(eager fp32 is always added as the reference)")
+    compare.add_argument("--attn_implementation", choices=["sdpa", "eager"], default="sdpa",
+                         help="attention kernel: sdpa (PyTorch fused attention) or eager")
+    compare.add_argument("--num_threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    compare.add_argument("--warmup_steps", type=int, default=2, help="untimed passes per mode before timing")
+    compare.add_argument("--allow_emulated_bf16", action="store_true",
+                         help="run bf16 even on CPUs without native bf16 instructions")
+    compare.add_argument("--seed", type=int, default=0, help="weight seed of the offline random models")
+    return parser
+
+
+def resolve_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[ModeSpec]:
+    """Turn --modes or the Trainer-style flags into mode specs; contradictions end with a message."""
+    trainer_flags = [flag for flag in ("jit_mode_eval", "use_ipex", "bf16") if getattr(args, flag)]
+    if args.modes:
+        if trainer_flags:
+            parser.error(
+                f"--modes lists the modes itself; drop --{' --'.join(trainer_flags)} "
+                "(write a precision per mode instead, e.g. --modes eager,ipex+jit:bf16)"
+            )
+        try:
+            return parse_mode_list(args.modes)
+        except ValueError as error:
+            parser.error(str(error))
+    if not trainer_flags:
+        return parse_mode_list(DEFAULT_MODES)
+    mode = {(False, False): "eager", (True, False): "jit", (False, True): "ipex", (True, True): "ipex+jit"}[
+        (args.jit_mode_eval, args.use_ipex)
+    ]
+    return [ModeSpec(mode, "bf16" if args.bf16 else "fp32")]
+
+
+def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject flags this tool cannot honour, with a message that says what to do instead."""
+    if not args.do_eval:
+        parser.error("nothing to do: pass --do_eval (this tool evaluates; it does not train or predict)")
+    if args.do_train or args.do_predict:
+        parser.error("--do_train / --do_predict are not supported: this tool only evaluates (--do_eval)")
+    if args.dataset_name and args.validation_file:
+        parser.error("pass either --dataset_name or --validation_file, not both")
+    checks = [
+        (args.max_seq_length < 16, "--max_seq_length must be at least 16"),
+        (args.doc_stride < 0 or args.doc_stride >= args.max_seq_length,
+         "--doc_stride must be at least 0 and smaller than --max_seq_length"),
+        (args.per_device_eval_batch_size < 1, "--per_device_eval_batch_size must be at least 1"),
+        (args.max_eval_samples is not None and args.max_eval_samples < 1, "--max_eval_samples must be at least 1"),
+        (args.n_best_size < 1 or args.max_answer_length < 1, "--n_best_size and --max_answer_length must be >= 1"),
+        (args.num_threads is not None and args.num_threads < 1, "--num_threads must be at least 1"),
+        (args.warmup_steps < 0, "--warmup_steps must be at least 0"),
+    ]
+    for failed, message in checks:
+        if failed:
+            parser.error(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m cpu_inference_helpers.run_qa`; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    validate(parser, args)
+    specs = resolve_modes(parser, args)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cpu_inference_helpers").setLevel(logging.INFO)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+
+    try:
+        examples, source = load_examples(args.dataset_name, args.validation_file, args.dataset_config_name)
+        loaded = load_qa_model_and_tokenizer(args.model_name_or_path, args.attn_implementation, args.seed)
+    except (SquadFormatError, FileNotFoundError, OSError, RuntimeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.max_eval_samples:
+        examples = examples[: args.max_eval_samples]
+    features = prepare_validation_features(examples, loaded.tokenizer, args.max_seq_length, args.doc_stride)
+    capabilities = detect_capabilities()
+    threads = torch.get_num_threads()
+    logger.info(
+        "evaluating %d questions (%d windows) from %s with %s, batch %d, %d threads, modes: %s",
+        len(examples), len(features), source, loaded.name, args.per_device_eval_batch_size, threads,
+        ", ".join(spec.name for spec in specs),
+    )
+    results, predictions = compare_modes(
+        loaded.model, examples, features, specs,
+        batch_size=args.per_device_eval_batch_size, n_best_size=args.n_best_size,
+        max_answer_length=args.max_answer_length, warmup_steps=args.warmup_steps,
+        allow_emulated_bf16=args.allow_emulated_bf16,
+    )
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "model": loaded.name,
+        "random_weights": loaded.random_weights,
+        "data": source,
+        "questions": len(examples),
+        "samples": len(features),
+        "batch_size": args.per_device_eval_batch_size,
+        "max_seq_length": args.max_seq_length,
+        "doc_stride": args.doc_stride,
+        "attn_implementation": args.attn_implementation,
+        "threads": threads,
+        "arguments": vars(args),
+        "machine": capabilities.as_dict(),
+    }
+    write_json(output_dir / "results.json", results, metadata)
+    write_csv(output_dir / "results.csv", results)
+    (output_dir / "predictions.json").write_text(json.dumps(predictions, indent=1, ensure_ascii=False) + "\n")
+    title = (
+        f"{loaded.name} on {len(examples)} questions ({len(features)} samples, seq {args.max_seq_length}, "
+        f"batch {args.per_device_eval_batch_size}), {capabilities.model_name}, {threads} threads"
+    )
+    plot_results(output_dir / "comparison.png", results, title)
+
+    print(f"\n{title}\n")
+    print(format_table(results))
+    print(
+        "\nsamples = tokenized windows (one question may span several); throughput excludes set-up "
+        "(optimisation, tracing, warm-up), which 'setup s' reports; break-even = samples after which the "
+        "set-up has paid for itself against eager; modes ran interleaved batch by batch."
+    )
+    if loaded.random_weights:
+        print(
+            f"\nNOTE: {loaded.name} has random weights: the speed numbers are real, EM/F1 are meaningless.\n"
+            f"With a real checkpoint (needs the Hub):\n  {REAL_CHECKPOINT_COMMAND}"
+        )
+    print(f"\nwrote {output_dir}/results.json, results.csv, predictions.json, comparison.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
