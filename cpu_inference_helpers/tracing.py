@@ -147,7 +147,9 @@ def trace_model(
             # IPEX announces on every first run of a traced graph that its JIT passes are deprecated.
             warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")
             reference = model(**kwargs) if verify else None
-            traced = torch.jit.trace(model, example_kwarg_inputs=kwargs, strict=False)
+            # check_trace re-runs eager and traced once more; `verify` below makes the stronger check
+            # (the frozen, optimised graph against eager, with a tolerance suited to the dtype).
+            traced = torch.jit.trace(model, example_kwarg_inputs=kwargs, strict=False, check_trace=not verify)
             if freeze:
                 traced = torch.jit.freeze(traced)
             outputs = None

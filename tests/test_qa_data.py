@@ -1,0 +1,153 @@
+import gzip
+import json
+import lzma
+import subprocess
+import sys
+
+import pytest
+
+from cpu_inference_helpers.qa.data import (
+    SquadFormatError,
+    default_dataset_path,
+    fetch_squad_dev,
+    load_examples,
+    load_hub_dataset,
+    load_squad_file,
+    parse_squad,
+)
+
+NESTED = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Rivers",
+            "paragraphs": [
+                {
+                    "context": "The Rhine flows through Basel and Cologne.",
+                    "qas": [
+                        {"id": "q1", "question": "Which river?", "answers": [{"text": "Rhine", "answer_start": 4}]},
+                        {"id": "q2", "question": "Which city?",
+                         "answers": [{"text": "Basel", "answer_start": 24}, {"text": "Cologne", "answer_start": 34}]},
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+def flat_records():
+    return [
+        {"id": e.id, "title": e.title, "context": e.context, "question": e.question, "answers": e.answers}
+        for e in parse_squad(NESTED)
+    ]
+
+
+def test_packaged_subset_is_valid_squad():
+    examples = load_squad_file(default_dataset_path())
+    assert len(examples) == 303 and len({e.title for e in examples}) == 43
+    for example in examples:
+        assert example.answers["text"]
+        for text, start in zip(example.answers["text"], example.answers["answer_start"], strict=True):
+            assert example.context[start : start + len(text)] == text
+
+
+def test_default_source_is_the_packaged_subset():
+    examples, source = load_examples()
+    assert len(examples) == 303 and "packaged" in source
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: p.write_text(json.dumps(NESTED)),
+        lambda p: p.write_text(json.dumps(flat_records())),
+        lambda p: p.write_text(json.dumps({"version": "x", "data": flat_records()})),
+        lambda p: p.write_text("\n".join(json.dumps(r) for r in flat_records())),
+    ],
+    ids=["nested", "flat-list", "flat-data", "json-lines"],
+)
+def test_every_layout_gives_the_same_examples(tmp_path, write):
+    path = tmp_path / "data.json"
+    write(path)
+    assert load_squad_file(path) == parse_squad(NESTED)
+
+
+def test_answer_lists_and_compressed_files(tmp_path):
+    records = flat_records()
+    for record in records:
+        record["answers"] = [{"text": t, "answer_start": s}
+                             for t, s in zip(record["answers"]["text"], record["answers"]["answer_start"], strict=True)]
+    xz_path, gz_path = tmp_path / "d.json.xz", tmp_path / "d.json.gz"
+    xz_path.write_bytes(lzma.compress(json.dumps(records).encode()))
+    gz_path.write_bytes(gzip.compress(json.dumps(NESTED).encode()))
+    assert load_squad_file(xz_path) == load_squad_file(gz_path) == parse_squad(NESTED)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"data": [', "not valid JSON"),
+        ('{"version": "1.1"}', "needs a 'data' list"),
+        ('{"data": []}', "contains no questions"),
+        ('{"data": [{"title": "t", "paragraphs": [{"context": "c", "qas": [{"id": "1"}]}]}]}',
+         r"data\[0\]\.paragraphs\[0\]\.qas\[0\] has no 'question' field"),
+        ('{"data": [{"title": "t", "paragraphs": [{"qas": []}]}]}', r"data\[0\]\.paragraphs\[0\] has no 'context'"),
+        ('[{"id": "1", "question": "q", "context": 5}]', r"\[0\]\.context should be str, found int"),
+        ('[{"id": "1", "question": "q", "context": "c", "answers": {"text": ["a"], "answer_start": []}}]',
+         "1 texts but 0 starts"),
+        ('[{"id": "1", "question": "q", "context": "c"}, {"id": "1", "question": "q", "context": "c"}]',
+         "occur more than once"),
+        ('{"a": 1}\n{"b": 2\n', "line 2 is not valid JSON"),
+    ],
+    ids=["truncated", "no-data", "empty", "no-question", "no-context", "bad-type", "answer-mismatch",
+         "duplicate-id", "bad-json-line"],
+)
+def test_malformed_files_name_the_problem(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(SquadFormatError, match=message) as raised:
+        load_squad_file(path)
+    assert str(path) in str(raised.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="validation file not found"):
+        load_squad_file(tmp_path / "nope.json")
+
+
+def test_both_sources_is_an_error():
+    with pytest.raises(ValueError, match="not both"):
+        load_examples("squad", "x.json")
+
+
+def test_datasets_path_loads_a_local_dataset_folder(tmp_path):
+    (tmp_path / "validation.jsonl").write_text("\n".join(json.dumps(r) for r in flat_records()))
+    assert load_hub_dataset(str(tmp_path)) == parse_squad(NESTED)
+
+
+def test_hub_dataset_without_network_says_what_to_do():
+    code = (
+        "from cpu_inference_helpers.qa.data import load_hub_dataset\n"
+        "try:\n    load_hub_dataset('squad')\nexcept RuntimeError as e:\n    print('MESSAGE', e)\n"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home", "PATH": ""}
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "MESSAGE could not load the dataset 'squad'" in completed.stdout, completed.stderr[-2000:]
+    assert "--validation_file" in completed.stdout
+
+
+def test_fetch_downloads_and_validates(tmp_path):
+    source = tmp_path / "remote.json"
+    source.write_text(json.dumps(NESTED))
+    destination = fetch_squad_dev(tmp_path / "out" / "dev.json", url=source.as_uri())
+    assert load_squad_file(destination) == parse_squad(NESTED)
+
+
+def test_fetch_rejects_a_broken_download_and_leaves_nothing(tmp_path):
+    source = tmp_path / "remote.json"
+    source.write_text("<html>not found</html>")
+    destination = tmp_path / "dev.json"
+    with pytest.raises(SquadFormatError):
+        fetch_squad_dev(destination, url=source.as_uri())
+    assert not destination.exists() and not list(tmp_path.glob("*.part"))

@@ -1,0 +1,123 @@
+import contextlib
+import csv
+import io
+import json
+
+import pytest
+
+from cpu_inference_helpers import ipex_support
+from cpu_inference_helpers.qa.comparison import ModeSpec, parse_mode_list
+from cpu_inference_helpers.run_qa import build_parser, main, resolve_modes
+
+TINY = ["--do_eval", "--model_name_or_path", "random-bert-tiny", "--max_eval_samples", "12",
+        "--max_seq_length", "128", "--doc_stride", "32", "--per_device_eval_batch_size", "4"]
+
+
+@pytest.fixture(scope="module")
+def comparison_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("qa")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main([*TINY, "--output_dir", str(output), "--modes", "eager,jit,ipex,ipex+jit,jit:bf16"])
+    return status, output, printed.getvalue()
+
+
+def test_writes_table_json_csv_and_plot(comparison_run):
+    status, output, table = comparison_run
+    assert status == 0
+    payload = json.loads((output / "results.json").read_text())
+    names = [r["name"] for r in payload["results"]]
+    assert names == ["eager", "jit", "ipex", "ipex+jit", "jit:bf16"]
+    assert payload["metadata"]["random_weights"] is True and payload["metadata"]["questions"] == 12
+    assert payload["metadata"]["threads"] >= 1
+    rows = list(csv.DictReader((output / "results.csv").open()))
+    assert [r["name"] for r in rows] == names
+    assert (output / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    predictions = json.loads((output / "predictions.json").read_text())
+    assert set(predictions) == set(names) and len(predictions["eager"]) == 12
+    samples = payload["metadata"]["samples"]
+    assert samples >= 12
+    for result in payload["results"]:
+        assert result["samples"] == samples
+        assert len(result["batch_latencies_s"]) == -(-samples // 4)  # one latency per batch of 4
+        assert result["p90_batch_latency_s"] >= min(result["batch_latencies_s"]) > 0
+        assert result["samples_per_second"] == pytest.approx(samples / sum(result["batch_latencies_s"]))
+    assert "EM" in table and "break-even" in table and "random weights" in table
+
+
+def test_fp32_modes_give_the_same_answers_as_eager(comparison_run):
+    _, output, _ = comparison_run
+    results = {r["name"]: r for r in json.loads((output / "results.json").read_text())["results"]}
+    for name in ("jit", "ipex", "ipex+jit"):
+        assert results[name]["same_answers_as_eager"] == 1.0
+        assert results[name]["max_logit_diff_vs_eager"] < 1e-4
+        assert results[name]["exact_match"] == results["eager"]["exact_match"]
+    assert results["jit:bf16"]["max_logit_diff_vs_eager"] > 0  # bf16 does change the numbers
+
+
+def test_ipex_modes_report_the_fallback_when_ipex_is_missing(tmp_path, monkeypatch, fresh_ipex_probe, capsys):
+    monkeypatch.setenv(ipex_support.DISABLE_ENV_VAR, "1")
+    ipex_support.probe_ipex(refresh=True)
+    assert main([*TINY, "--max_eval_samples", "4", "--output_dir", str(tmp_path), "--modes", "ipex+jit"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert results[1]["name"] == "ipex+jit" and results[1]["ran_as"] == "jit"
+    assert "IPEX" in results[1]["fallbacks"][0]
+    assert "fallback in ipex+jit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], parse_mode_list("eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16")),
+        (["--jit_mode_eval"], [ModeSpec("jit")]),
+        (["--use_ipex"], [ModeSpec("ipex")]),
+        (["--jit_mode_eval", "--use_ipex", "--bf16"], [ModeSpec("ipex+jit", "bf16")]),
+        (["--bf16"], [ModeSpec("eager", "bf16")]),
+        (["--modes", "jit,ipex_jit:bf16"], [ModeSpec("jit"), ModeSpec("ipex+jit", "bf16")]),
+    ],
+)
+def test_trainer_flags_map_to_modes(flags, expected):
+    parser = build_parser()
+    assert resolve_modes(parser, parser.parse_args(["--do_eval", *flags])) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--do_eval", "--fp16"], "unrecognized arguments: --fp16"),
+        (["--do_eval", "--modes", "jit", "--jit_mode_eval"], "drop --jit_mode_eval"),
+        (["--do_eval", "--modes", "warp"], "unknown mode 'warp'"),
+        (["--do_eval", "--modes", "jit:fp8"], "unknown precision 'fp8'"),
+        (["--do_eval", "--modes", "jit,jit"], "lists a mode twice"),
+        ([], "pass --do_eval"),
+        (["--do_eval", "--do_train"], "only evaluates"),
+        (["--do_eval", "--doc_stride", "384"], "--doc_stride must be"),
+        (["--do_eval", "--per_device_eval_batch_size", "0"], "at least 1"),
+        (["--do_eval", "--dataset_name", "squad", "--validation_file", "x.json"], "not both"),
+        (["--do_eval", "--max_seq_length", "abc"], "invalid int value"),
+    ],
+)
+def test_bad_flags_exit_with_a_clear_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_malformed_validation_file_is_reported(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"data": [{"title": "t", "paragraphs": [{"context": "c"}]}]}')
+    assert main([*TINY, "--validation_file", str(bad), "--output_dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert str(bad) in error and "has no 'qas' field" in error
+
+
+def test_validation_file_is_used(tmp_path):
+    data = {"data": [{"title": "t", "paragraphs": [{"context": "Ada Lovelace wrote the first program.", "qas": [
+        {"id": "a", "question": "Who wrote the first program?", "answers": [{"text": "Ada Lovelace", "answer_start": 0}]}
+    ]}]}]}
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(data))
+    assert main([*TINY, "--validation_file", str(path), "--output_dir", str(tmp_path), "--modes", "eager"]) == 0
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["metadata"]["questions"] == 1 and payload["metadata"]["data"] == str(path)
