@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m cpu_inference_helpers info
 	touch $(STAMP)
 
+QA_QUESTIONS ?= 200
 qa: $(STAMP)
-	$(PY) -m cpu_inference_helpers info
+	$(PY) -m cpu_inference_helpers.run_qa --do_eval --max_seq_length 384 --doc_stride 128 \
+		--per_device_eval_batch_size 8 --max_eval_samples $(QA_QUESTIONS) --output_dir $(QA_OUTPUT)
 
 test: $(STAMP)
 	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
