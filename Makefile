@@ -22,8 +22,12 @@ qa: $(STAMP)
 	$(PY) -m cpu_inference_helpers.run_qa --do_eval --max_seq_length 384 --doc_stride 128 \
 		--per_device_eval_batch_size 8 --max_eval_samples $(QA_QUESTIONS) --output_dir $(QA_OUTPUT)
 
+# The notebooks read their sizes from TUTORIAL_* variables: CI runs them small, JupyterLab full size.
+NOTEBOOK_CI_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 \
+	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-ci
 test: $(STAMP)
-	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+	$(NOTEBOOK_CI_SIZES) $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
+		tests notebooks
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

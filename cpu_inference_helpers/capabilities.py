@@ -108,6 +108,7 @@ class CpuCapabilities:
             return "yes" if flag else "no"
 
         isa_line = ", ".join(f"{name}={yes(value)}" for name, value in self.isa.items())
+        gemm = "prefer oneDNN (MKL is slow on this vendor)" if self.prefers_onednn_fp32 else "MKL/default is fine"
         versions = ", ".join(f"{name} {version or 'not installed'}" for name, version in self.versions.items())
         lines = [
             f"CPU:            {self.model_name} ({self.vendor}, {self.architecture})",
@@ -116,7 +117,7 @@ class CpuCapabilities:
             f"torch kernels:  {self.torch_cpu_capability}; oneDNN {yes(self.onednn_available)}",
             f"bf16:           native {yes(self.native_bf16)}, oneDNN bf16 usable {yes(self.onednn_bf16_usable)}, "
             f"AMX {yes(self.has_amx)}",
-            f"fp32 GEMM:      {'prefer oneDNN (MKL is slow on this vendor)' if self.prefers_onednn_fp32 else 'MKL/default is fine'}",
+            f"fp32 GEMM:      {gemm}",
             f"Versions:       {versions}",
             f"IPEX:           {self.ipex.describe()}",
         ]

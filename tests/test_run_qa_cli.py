@@ -113,9 +113,9 @@ def test_malformed_validation_file_is_reported(tmp_path, capsys):
 
 
 def test_validation_file_is_used(tmp_path):
-    data = {"data": [{"title": "t", "paragraphs": [{"context": "Ada Lovelace wrote the first program.", "qas": [
-        {"id": "a", "question": "Who wrote the first program?", "answers": [{"text": "Ada Lovelace", "answer_start": 0}]}
-    ]}]}]}
+    qa = {"id": "a", "question": "Who wrote the first program?",
+          "answers": [{"text": "Ada Lovelace", "answer_start": 0}]}
+    data = {"data": [{"title": "t", "paragraphs": [{"context": "Ada Lovelace wrote the first program.", "qas": [qa]}]}]}
     path = tmp_path / "one.json"
     path.write_text(json.dumps(data))
     assert main([*TINY, "--validation_file", str(path), "--output_dir", str(tmp_path), "--modes", "eager"]) == 0

@@ -1,0 +1,43 @@
+import pytest
+import torch
+from conftest import requires_ipex
+
+from cpu_inference_helpers.graph_inspection import describe_fusions, executed_graph, fused_ops, op_counts
+from cpu_inference_helpers.models import build_random_qa_model
+from cpu_inference_helpers.optimize import prepare_for_inference
+
+
+def test_op_counts_sees_nested_blocks():
+    @torch.jit.script
+    def branchy(x: torch.Tensor) -> torch.Tensor:
+        if bool(x.sum() > 0):
+            return torch.relu(x)
+        return torch.tanh(x)
+
+    counts = op_counts(branchy.graph)
+    assert counts["aten::relu"] == 1 and counts["aten::tanh"] == 1 and counts["prim::If"] == 1
+
+
+def test_plain_pytorch_graph_has_no_ipex_fusions(tiny_model, example_batch):
+    traced = torch.jit.trace(tiny_model, example_kwarg_inputs=example_batch, strict=False)
+    assert not any(kind.startswith("ipex") for kind in fused_ops(traced.graph))
+
+
+def test_eager_models_are_refused(tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="eager")
+    for model in (ready, tiny_model):
+        with pytest.raises(ValueError, match="not a TorchScript model"):
+            executed_graph(model, example_batch)
+
+
+@requires_ipex
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_ipex_jit_fuses_linear_gelu_linear_add_and_attention(example_batch, precision):
+    model = build_random_qa_model("random-bert-tiny", attn_implementation="eager")
+    ready = prepare_for_inference(model, example_batch, mode="ipex+jit", precision=precision,
+                                  allow_emulated_bf16=True)
+    fused = fused_ops(executed_graph(ready, example_batch))
+    for kind in ("ipex_prepack::linear_gelu_run", "ipex_prepack::linear_add_run", "ipex::mha_scores_calc"):
+        assert fused.get(kind, 0) >= 2, (kind, fused)  # once per layer of the 2-layer model
+    lines = describe_fusions(executed_graph(ready, example_batch))
+    assert any("Linear + GELU" in line for line in lines)
