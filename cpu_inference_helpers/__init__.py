@@ -7,7 +7,7 @@ Copy-paste friendly entry points:
     ready = prepare_for_inference(model, example_inputs, mode="ipex+jit", precision="bf16")
 """
 
-from .benchmarking import LatencyStats, break_even_samples, measure_latency
+from .benchmarking import LatencyStats, break_even_samples, interleaved_latency, measure_latency
 from .capabilities import CpuCapabilities, cached_capabilities, detect_capabilities
 from .ipex_support import IpexStatus, optimize_with_ipex, probe_ipex
 from .models import LoadedModel, build_random_qa_model, load_offline_tokenizer, load_qa_model_and_tokenizer
@@ -29,6 +29,7 @@ __all__ = [
     "cached_capabilities",
     "detect_capabilities",
     "inference_context",
+    "interleaved_latency",
     "load_offline_tokenizer",
     "load_qa_model_and_tokenizer",
     "max_abs_difference",

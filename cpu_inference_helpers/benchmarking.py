@@ -67,6 +67,30 @@ def measure_latency(
     return LatencyStats.from_samples([time_call(fn, inputs)[1] for _ in range(repeats)])
 
 
+def interleaved_latency(
+    candidates: Mapping[str, Callable[..., Any]],
+    inputs: Mapping[str, torch.Tensor],
+    warmup: int = 2,
+    repeats: int = 10,
+) -> dict[str, LatencyStats]:
+    """Latency of several callables on the same inputs, measured round-robin.
+
+    Each round calls every candidate once, in a rotating order, so noise from other
+    processes and drift (thermal, frequency) spread evenly over the candidates and their
+    ratios stay meaningful on a shared machine.
+    """
+    names = list(candidates)
+    for name in names:
+        for _ in range(warmup):
+            candidates[name](**inputs)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        for offset in range(len(names)):
+            name = names[(round_index + offset) % len(names)]
+            samples[name].append(time_call(candidates[name], inputs)[1])
+    return {name: LatencyStats.from_samples(samples[name]) for name in names}
+
+
 def break_even_samples(
     setup_seconds: float, seconds_per_sample: float, baseline_setup: float, baseline_per_sample: float
 ) -> float:

@@ -87,6 +87,7 @@ def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
         mismatch = check_version_compatibility(version, torch.__version__)
         if mismatch:
             return None, IpexStatus(False, version, mismatch)
+    root_handlers = list(logging.getLogger().handlers)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -98,7 +99,17 @@ def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
             f"import failed with {type(error).__name__}: {error} "
             "(IPEX 2.8 needs torch 2.8.x and transformers<5)",
         )
+    finally:
+        _remove_handlers_added_since(root_handlers)
     return module, IpexStatus(True, getattr(module, "__version__", version))
+
+
+def _remove_handlers_added_since(previous: list[logging.Handler]) -> None:
+    """Undo IPEX's import-time `logging.basicConfig`, which would re-format the user's whole log output."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler not in previous:
+            root.removeHandler(handler)
 
 
 @lru_cache(maxsize=1)

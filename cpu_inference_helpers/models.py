@@ -19,7 +19,6 @@ from transformers import (
     AutoModelForQuestionAnswering,
     AutoTokenizer,
     BertConfig,
-    BertTokenizerFast,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -66,9 +65,17 @@ def bert_uncased_vocab_path() -> Path:
     return path
 
 
-def load_offline_tokenizer() -> BertTokenizerFast:
-    """The bert-base-uncased WordPiece tokenizer, built from the offline vocab.txt."""
-    return BertTokenizerFast(vocab_file=str(bert_uncased_vocab_path()), do_lower_case=True, model_max_length=512)
+def load_offline_tokenizer() -> PreTrainedTokenizerBase:
+    """The bert-base-uncased WordPiece tokenizer (fast), loaded offline from the vocabulary package.
+
+    The package's tokenizer.json has the bert-base-uncased vocabulary and normaliser, but also
+    its sentence-embedding defaults (truncate and pad to 128), which are switched off here.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(str(bert_uncased_vocab_path().parent), use_fast=True)
+    tokenizer.backend_tokenizer.no_truncation()
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.model_max_length = 512
+    return tokenizer
 
 
 def build_random_qa_model(name: str = DEFAULT_MODEL, seed: int = 0, attn_implementation: str = "sdpa"):

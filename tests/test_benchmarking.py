@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from cpu_inference_helpers.benchmarking import LatencyStats, break_even_samples, measure_latency, percentile
+from cpu_inference_helpers.benchmarking import (
+    LatencyStats,
+    break_even_samples,
+    interleaved_latency,
+    measure_latency,
+    percentile,
+)
 
 
 def test_percentile_interpolates_like_numpy():
@@ -40,3 +46,17 @@ def test_measure_latency_runs_warmup_then_repeats():
 
     stats = measure_latency(fn, {"x": torch.zeros(1)}, warmup=3, repeats=5)
     assert len(calls) == 8 and stats.count == 5
+
+
+def test_interleaved_latency_rotates_the_order():
+    order = []
+
+    def make(name):
+        def fn(x):
+            order.append(name)
+        return fn
+
+    stats = interleaved_latency({"a": make("a"), "b": make("b"), "c": make("c")}, {"x": 0}, warmup=1, repeats=3)
+    assert order[:3] == ["a", "b", "c"]  # warm-up
+    assert order[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {name: s.count for name, s in stats.items()} == {"a": 3, "b": 3, "c": 3}

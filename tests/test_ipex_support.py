@@ -36,6 +36,7 @@ def test_disabled_by_environment(monkeypatch, fresh_ipex_probe):
 
 def test_import_error_is_caught(monkeypatch, fresh_ipex_probe):
     monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(torch, "__version__", "2.8.0")  # versions match: the import itself must fail
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)  # makes `import intel_extension_for_pytorch` fail
     status = probe_ipex(refresh=True)
     assert not status.usable
@@ -47,7 +48,8 @@ def test_an_ipex_that_exits_while_importing_does_not_kill_the_process(tmp_path, 
     fake.mkdir()
     (fake / "__init__.py").write_text("raise SystemExit(127)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, IPEX_MODULE, raising=False)
+    monkeypatch.setitem(sys.modules, IPEX_MODULE, None)  # records the original entry (or its absence) for undo
+    monkeypatch.delitem(sys.modules, IPEX_MODULE)
     monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
     monkeypatch.setattr(torch, "__version__", "2.8.0")
     status = probe_ipex(refresh=True)
@@ -95,3 +97,18 @@ def test_ipex_replaces_linear_layers(tiny_model):
     result = optimize_with_ipex(tiny_model)
     linear_types = {type(m).__name__ for m in result.model.modules() if "Linear" in type(m).__name__}
     assert linear_types and linear_types != {"Linear"}, linear_types
+
+
+def test_ipex_import_leaves_the_root_logger_alone(tmp_path, monkeypatch, fresh_ipex_probe):
+    fake = tmp_path / IPEX_MODULE
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import logging\nlogging.basicConfig(format='%(asctime)s %(message)s')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, IPEX_MODULE, None)  # records the original entry (or its absence) for undo
+    monkeypatch.delitem(sys.modules, IPEX_MODULE)
+    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(torch, "__version__", "2.8.0")
+    root = logging.getLogger()
+    before = list(root.handlers)
+    assert probe_ipex(refresh=True).usable
+    assert root.handlers == before

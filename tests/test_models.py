@@ -11,6 +11,9 @@ from cpu_inference_helpers.models import (
 def test_offline_vocabulary_is_bert_base_uncased(tokenizer):
     assert len(bert_uncased_vocab_path().read_text().splitlines()) == 30522
     assert tokenizer("Hello World")["input_ids"] == [101, 7592, 2088, 102]  # [CLS] hello world [SEP]
+    assert tokenizer.is_fast and tokenizer.model_max_length == 512
+    # the vocabulary package's sentence-embedding defaults (truncate/pad to 128) must not leak in
+    assert len(tokenizer("word " * 300)["input_ids"]) == 302
 
 
 def test_random_model_is_seeded_and_leaves_global_rng_alone():
