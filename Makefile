@@ -1,33 +1,60 @@
 # One entry point: every target creates the virtual environment it needs when it is missing.
-#   make qa     the main job: the run_qa comparison on the offline default (table, JSON, CSV, plot)
-#   make test   all tests: unit tests and the notebooks under pytest --nbval
-#   make lab    JupyterLab on notebooks/
+#   make qa      the main job: the run_qa comparison on the offline default (table, JSON, CSV, plot)
+#   make test    all tests on both stacks: legacy (torch 2.8 + IPEX + transformers 4.56), then modern
+#                (torch 2.13 + transformers 5, no IPEX); each runs the unit tests and the notebooks
+#   make lab     JupyterLab on notebooks/
+#   make bench   the performance benchmark: every path vs eager fp32, the peers and the matmul roofline
+# STACK=modern selects the modern stack for qa, lab, info and test-stack (default: legacy).
 PYTHON ?= python3.11
-VENV ?= .venv
+STACK ?= legacy
+
+ifeq ($(STACK),legacy)
+VENV := .venv
+REQUIREMENTS := pyproject.toml
+INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,peers]'
+# The legacy stack is where the stored notebook outputs come from: compare them strictly.
+NBVAL := --nbval
+else ifeq ($(STACK),modern)
+VENV := .venv-modern
+REQUIREMENTS := requirements/modern.txt pyproject.toml
+INSTALL := $(VENV)/bin/python -m pip install --quiet -r requirements/modern.txt \
+	&& $(VENV)/bin/python -m pip install --quiet --no-deps -e .
+# Without IPEX the IPEX cells print fallbacks instead of fusions: run every cell, compare none.
+NBVAL := --nbval-lax
+else
+$(error STACK must be legacy or modern, not '$(STACK)')
+endif
+
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 QA_OUTPUT ?= results/qa
+QA_QUESTIONS ?= 200
+# The notebooks read their sizes from TUTORIAL_* variables: tests run them small, JupyterLab full size.
+NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 \
+	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
-.PHONY: qa test lab info clean
+.PHONY: qa test test-stack lab info bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(INSTALL)
 	$(PY) -m cpu_inference_helpers info
 	touch $(STAMP)
 
-QA_QUESTIONS ?= 200
 qa: $(STAMP)
 	$(PY) -m cpu_inference_helpers.run_qa --do_eval --max_seq_length 384 --doc_stride 128 \
 		--per_device_eval_batch_size 8 --max_eval_samples $(QA_QUESTIONS) --output_dir $(QA_OUTPUT)
 
-# The notebooks read their sizes from TUTORIAL_* variables: CI runs them small, JupyterLab full size.
-NOTEBOOK_CI_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 \
-	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-ci
-test: $(STAMP)
-	$(NOTEBOOK_CI_SIZES) $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
-		tests notebooks
+test:
+	$(MAKE) --no-print-directory test-stack STACK=legacy
+	$(MAKE) --no-print-directory test-stack STACK=modern
+
+test-stack: $(STAMP)
+	@echo "=== tests on the $(STACK) stack ==="
+	$(PY) -m ruff check cpu_inference_helpers tests scripts
+	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest $(NBVAL) --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
@@ -35,5 +62,8 @@ lab: $(STAMP)
 info: $(STAMP)
 	$(PY) -m cpu_inference_helpers info
 
+bench: $(STAMP)
+	$(PY) -m cpu_inference_helpers.bench --output_dir results/bench-$(STACK)
+
 clean:
-	rm -rf $(VENV) results
+	rm -rf .venv .venv-modern results

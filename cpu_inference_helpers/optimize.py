@@ -5,12 +5,16 @@
     print(ready.record.summary())   # what was applied, what fell back and why
 
 Modes compose the techniques of the classic "Efficient Inference on CPU" guide:
-`eager`, `jit` (TorchScript trace + freeze), `ipex` (ipex.optimize) and `ipex+jit`.
+`eager`, `jit` (TorchScript trace + freeze), `ipex` (ipex.optimize) and `ipex+jit`, plus
+`compile` (torch.compile with Inductor and weight freezing), TorchScript's modern successor.
+`auto` picks the fastest of these that works on this CPU and software stack, and says why;
+precision "auto" takes bf16 where the CPU has native bf16 instructions, fp32 elsewhere.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,14 +22,17 @@ from typing import Any
 
 import torch
 
+from .attention import attention_implementation, with_attention_implementation
 from .capabilities import CpuCapabilities, cached_capabilities
-from .ipex_support import optimize_with_ipex
+from .compiling import compile_model
+from .ipex_support import optimize_with_ipex, probe_ipex
 from .precision import inference_context, parse_precision, resolve_precision
 from .tracing import trace_model
 
 logger = logging.getLogger(__name__)
 
-MODES = ("eager", "jit", "ipex", "ipex+jit")
+MODES = ("eager", "jit", "ipex", "ipex+jit", "compile")
+AUTO = "auto"
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
 
@@ -40,6 +47,7 @@ class OptimizationRecord:
     applied: list[str] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     setup_seconds: float = 0.0
+    choices: list[str] = field(default_factory=list)  # what "auto" decided, and why
 
     @property
     def fell_back(self) -> bool:
@@ -54,6 +62,7 @@ class OptimizationRecord:
             f"running {self.mode}/{self.precision} ({', '.join(self.applied) or 'nothing applied'}; "
             f"setup {self.setup_seconds:.2f} s)"
         )
+        text += "".join(f"\n  choice: {reason}" for reason in self.choices)
         return text + "".join(f"\n  fallback: {reason}" for reason in self.fallbacks)
 
 
@@ -79,9 +88,53 @@ def parse_mode(mode: str) -> str:
     normalised = mode.strip().lower().replace("_", "+").replace("-", "+")
     if normalised == "jit+ipex":
         normalised = "ipex+jit"
-    if normalised not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if normalised not in (*MODES, AUTO):
+        raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)} or {AUTO}")
     return normalised
+
+
+def inductor_compiler_available() -> bool:
+    """Whether torch.compile's CPU backend (Inductor) finds the C++ compiler it needs."""
+    try:
+        from torch._inductor import config as inductor_config
+
+        configured = inductor_config.cpp.cxx
+    except (ImportError, AttributeError):
+        return False
+    configured = configured if isinstance(configured, tuple) else (configured,)
+    names = [name for name in configured if isinstance(name, str)]
+    if None in configured:  # None: Inductor searches the usual compilers itself
+        names += ["g++", "clang++", "c++"]
+    return any(shutil.which(name) for name in names)
+
+
+def auto_plan(capabilities: CpuCapabilities) -> list[tuple[str, str]]:
+    """The modes `auto` tries, fastest first on this CPU and stack, each with the reason it is there.
+
+    The order comes from `python -m cpu_inference_helpers.bench` (README): with IPEX, ipex.optimize +
+    trace + freeze runs BERT as fused oneDNN kernels (on non-Intel x86 with oneDNN's fp32 GEMMs instead
+    of MKL's slow path); without IPEX, torch.compile's Inductor with weight freezing also packs the
+    weights for oneDNN; TorchScript jit needs no compiler; eager always works.
+    """
+    plan = []
+    ipex = probe_ipex()  # this process's IPEX, even when `capabilities` describe another CPU
+    if ipex.usable:
+        kernels = "oneDNN fp32 GEMMs, MKL's are slow on this vendor" if capabilities.prefers_onednn_fp32 \
+            else "MKL fp32 GEMMs"
+        plan.append(("ipex+jit", f"IPEX is usable: ipex.optimize + trace + freeze runs fused graphs ({kernels})"))
+    if inductor_compiler_available():
+        why = "the next best path" if plan else f"IPEX is not usable ({ipex.reason}); this is"
+        plan.append(("compile", f"{why}: torch.compile (Inductor with weight freezing)"))
+    plan.append(("jit", "TorchScript trace + freeze, which needs no C++ compiler"))
+    plan.append(("eager", "no faster path applied"))
+    return plan
+
+
+def resolve_auto_precision(capabilities: CpuCapabilities) -> tuple[str, str]:
+    """Precision "auto": bf16 where the CPU computes it natively, fp32 elsewhere; with the reason."""
+    if capabilities.native_bf16:
+        return "bf16", "precision auto: bf16, as this CPU has native bf16 instructions (answers may move slightly)"
+    return "fp32", "precision auto: fp32, as this CPU has no native bf16 instructions (bf16 would be slower)"
 
 
 def prepare_for_inference(
@@ -96,6 +149,7 @@ def prepare_for_inference(
     warmup_steps: int = 2,
     verify: bool = True,
     capabilities: CpuCapabilities | None = None,
+    attention: str | None = None,
 ) -> InferenceModel:
     """Prepare `model` for CPU inference in the requested mode and precision.
 
@@ -106,20 +160,74 @@ def prepare_for_inference(
     Args:
         model: a transformers model (or any nn.Module taking keyword tensors).
         example_inputs: a representative batch as a dict of named tensors.
-        mode: "eager", "jit", "ipex" or "ipex+jit".
-        precision: "fp32" or "bf16" (CPU autocast mixed precision).
+        mode: "eager", "jit", "ipex", "ipex+jit", "compile", or "auto" (the fastest that
+            works here, see `auto_plan`; `record.choices` says what it picked and why).
+        precision: "fp32", "bf16" (CPU autocast mixed precision), or "auto" (bf16 where the
+            CPU has native bf16, fp32 elsewhere: use it when bf16's accuracy is acceptable).
         auto_kernel_selection: IPEX fp32 kernel choice; None decides per CPU (oneDNN
             where MKL is slow, i.e. non-Intel x86), True/False forces it.
         allow_emulated_bf16: run bf16 even where the CPU lacks native bf16 instructions.
         freeze, warmup_steps, verify: passed to `trace_model`.
         capabilities: the CPU report to decide with (detected when omitted).
+        attention: "eager" or "sdpa" to run a transformers model with that attention
+            implementation (the model is rebuilt around the same weights; yours is unchanged);
+            None keeps it, except that `auto` picks eager attention for IPEX + jit, whose
+            fused multi-head-attention kernel replaces the eager pattern but not SDPA.
     """
     start = time.perf_counter()
     mode = parse_mode(mode)
-    requested_dtype = parse_precision(precision)
     caps = capabilities or cached_capabilities()
-    record = OptimizationRecord(mode, _DTYPE_NAMES[requested_dtype], mode, _DTYPE_NAMES[requested_dtype])
+    choices = []
+    if precision.strip().lower() == AUTO:
+        precision, reason = resolve_auto_precision(caps)
+        choices.append(reason)
+    options = dict(auto_kernel_selection=auto_kernel_selection, allow_emulated_bf16=allow_emulated_bf16,
+                   freeze=freeze, warmup_steps=warmup_steps, verify=verify, capabilities=caps)
+    if mode != AUTO:
+        ready = _prepare_mode(model, example_inputs, mode, precision, attention=attention, **options)
+    else:
+        tried = []
+        for candidate, reason in auto_plan(caps):
+            candidate_attention = attention
+            if attention is None and candidate == "ipex+jit" and attention_implementation(model) == "sdpa":
+                candidate_attention = "eager"
+                reason += "; with eager attention, which IPEX fuses into one multi-head-attention kernel"
+            ready = _prepare_mode(model, example_inputs, candidate, precision, attention=candidate_attention,
+                                  **options)
+            if ready.record.mode == candidate:
+                choices.append(f"auto chose {candidate}: {reason}")
+                break
+            tried.append(f"auto tried {candidate} first, which fell back: {'; '.join(ready.record.fallbacks)}")
+        ready.record.requested_mode = AUTO
+        ready.record.fallbacks = tried + ready.record.fallbacks
+    ready.record.choices = choices + ready.record.choices
+    ready.record.setup_seconds = time.perf_counter() - start
+    logger.info("prepared model: %s", ready.record.summary())
+    return ready
 
+
+def _prepare_mode(
+    model: torch.nn.Module,
+    example_inputs: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+    mode: str,
+    precision: str,
+    *,
+    auto_kernel_selection: bool | None,
+    allow_emulated_bf16: bool,
+    freeze: bool,
+    warmup_steps: int,
+    verify: bool,
+    capabilities: CpuCapabilities,
+    attention: str | None,
+) -> InferenceModel:
+    """Apply one concrete mode (not "auto"); see `prepare_for_inference`."""
+    start = time.perf_counter()
+    caps = capabilities
+    requested_dtype = parse_precision(precision)
+    record = OptimizationRecord(mode, _DTYPE_NAMES[requested_dtype], mode, _DTYPE_NAMES[requested_dtype])
+    if attention is not None and attention_implementation(model) not in (None, attention):
+        model = with_attention_implementation(model, attention)
+        record.applied.append(f"{attention} attention")
     dtype, precision_reason = resolve_precision(requested_dtype, caps, allow_emulated_bf16)
     if precision_reason:
         logger.warning("%s", precision_reason)
@@ -145,6 +253,14 @@ def prepare_for_inference(
             record.mode = "jit" if use_jit else "eager"
 
     traced = False
+    if mode == "compile":
+        compiled = compile_model(model, example_inputs, dtype=dtype, warmup_steps=warmup_steps, verify=verify)
+        if compiled.compiled:
+            model = compiled.model
+            record.applied.append("torch.compile (inductor, freezing)")
+        else:
+            record.fallbacks.append(f"compile: {compiled.reason}")
+            record.mode = "eager"
     if use_jit:
         trace = trace_model(model, example_inputs, dtype=dtype, freeze=freeze, warmup_steps=warmup_steps,
                             verify=verify)
@@ -152,8 +268,7 @@ def prepare_for_inference(
             model, traced = trace.model, True
             record.applied.append("torch.jit.trace" + (" + freeze" if trace.frozen else ""))
         else:
-            record.fallbacks.append(f"jit: {trace.reason}")
+            record.fallbacks.append(f"jit: {trace.reason} (mode 'compile', torch.compile, is the modern alternative)")
             record.mode = "ipex" if record.mode == "ipex+jit" else "eager"
     record.setup_seconds = time.perf_counter() - start
-    logger.info("prepared model: %s", record.summary())
     return InferenceModel(model, dtype, traced, record)

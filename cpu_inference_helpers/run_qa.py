@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jit_mode_eval", action="store_true", help="TorchScript trace + freeze for evaluation")
     run.add_argument("--use_ipex", action="store_true", help="Intel Extension for PyTorch (ipex.optimize)")
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast)")
+    run.add_argument("--torch_compile", action="store_true",
+                     help="torch.compile with Inductor (the modern successor of --jit_mode_eval)")
     compare = parser.add_argument_group("comparison")
     compare.add_argument("--modes", help=f"comma-separated modes to compare, e.g. {DEFAULT_MODES} "
                                          "(eager fp32 is always added as the reference)")
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[ModeSpec]:
     """Turn --modes or the Trainer-style flags into mode specs; contradictions end with a message."""
-    trainer_flags = [flag for flag in ("jit_mode_eval", "use_ipex", "bf16") if getattr(args, flag)]
+    trainer_flags = [flag for flag in ("jit_mode_eval", "use_ipex", "bf16", "torch_compile") if getattr(args, flag)]
     if args.modes:
         if trainer_flags:
             parser.error(
@@ -100,10 +102,15 @@ def resolve_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             parser.error(str(error))
     if not trainer_flags:
         return parse_mode_list(DEFAULT_MODES)
+    precision = "bf16" if args.bf16 else "fp32"
+    if args.torch_compile:
+        if args.jit_mode_eval or args.use_ipex:
+            parser.error("--torch_compile replaces --jit_mode_eval/--use_ipex: pass one of them, or use --modes")
+        return [ModeSpec("compile", precision)]
     mode = {(False, False): "eager", (True, False): "jit", (False, True): "ipex", (True, True): "ipex+jit"}[
         (args.jit_mode_eval, args.use_ipex)
     ]
-    return [ModeSpec(mode, "bf16" if args.bf16 else "fp32")]
+    return [ModeSpec(mode, precision)]
 
 
 def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

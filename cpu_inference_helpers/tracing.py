@@ -146,6 +146,8 @@ def trace_model(
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             # IPEX announces on every first run of a traced graph that its JIT passes are deprecated.
             warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")
+            # transformers 5 deprecates properties (is_gradient_checkpointing) that the tracer reads.
+            warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
             reference = model(**kwargs) if verify else None
             # check_trace re-runs eager and traced once more; `verify` below makes the stronger check
             # (the frozen, optimised graph against eager, with a tolerance suited to the dtype).

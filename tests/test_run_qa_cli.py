@@ -73,6 +73,7 @@ def test_ipex_modes_report_the_fallback_when_ipex_is_missing(tmp_path, monkeypat
         (["--use_ipex"], [ModeSpec("ipex")]),
         (["--jit_mode_eval", "--use_ipex", "--bf16"], [ModeSpec("ipex+jit", "bf16")]),
         (["--bf16"], [ModeSpec("eager", "bf16")]),
+        (["--torch_compile", "--bf16"], [ModeSpec("compile", "bf16")]),
         (["--modes", "jit,ipex_jit:bf16"], [ModeSpec("jit"), ModeSpec("ipex+jit", "bf16")]),
     ],
 )
@@ -86,6 +87,7 @@ def test_trainer_flags_map_to_modes(flags, expected):
     [
         (["--do_eval", "--fp16"], "unrecognized arguments: --fp16"),
         (["--do_eval", "--modes", "jit", "--jit_mode_eval"], "drop --jit_mode_eval"),
+        (["--do_eval", "--torch_compile", "--jit_mode_eval"], "--torch_compile replaces"),
         (["--do_eval", "--modes", "warp"], "unknown mode 'warp'"),
         (["--do_eval", "--modes", "jit:fp8"], "unknown precision 'fp8'"),
         (["--do_eval", "--modes", "jit,jit"], "lists a mode twice"),

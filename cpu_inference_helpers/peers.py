@@ -1,0 +1,117 @@
+"""The runtimes users would pick instead of PyTorch: ONNX Runtime and OpenVINO (optional extras).
+
+Each builder converts a QA model for a fixed input shape and returns a callable with the
+same interface as our prepared models (keyword tensors in, start/end logits out), so the
+benchmark can time them side by side. A missing package raises `PeerUnavailable` with
+the pip command that installs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+PEERS = ("onnxruntime", "openvino")
+
+
+class PeerUnavailable(RuntimeError):
+    """The peer runtime (or the precision asked of it) is not available here."""
+
+
+class _LogitsOnly(torch.nn.Module):
+    """Wraps a QA model so exporters see plain tensors in and a (start, end) tuple out."""
+
+    def __init__(self, model: torch.nn.Module, input_names: list[str]):
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+        # A new Module starts in training mode, and exporters restore the wrapper's mode afterwards:
+        # without this, exporting would switch the user's model to training (dropout on).
+        self.eval()
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(**dict(zip(self.input_names, tensors, strict=True)), return_dict=True)
+        return outputs.start_logits, outputs.end_logits
+
+
+def _require(package: str, pip_name: str) -> None:
+    if importlib.util.find_spec(package) is None:
+        raise PeerUnavailable(f"{pip_name} is not installed (pip install {pip_name}, or pip install -e '.[peers]')")
+
+
+def _as_logits(start: Any, end: Any) -> dict[str, torch.Tensor]:
+    return {"start_logits": torch.as_tensor(start), "end_logits": torch.as_tensor(end)}
+
+
+def build_onnxruntime(
+    model: torch.nn.Module, example_inputs: Mapping[str, torch.Tensor], precision: str = "fp32", threads: int = 0
+) -> Callable[..., dict[str, torch.Tensor]]:
+    """Export `model` to ONNX and run it with ONNX Runtime's CPU provider, all graph optimisations on."""
+    _require("onnxruntime", "onnxruntime")
+    _require("onnx", "onnx")
+    if precision != "fp32":
+        raise PeerUnavailable("ONNX Runtime's CPU provider has no bf16 kernels for BERT: fp32 only")
+    import onnxruntime
+
+    names = list(example_inputs)
+    path = Path(tempfile.mkdtemp(prefix="cpu-inference-onnx-")) / "model.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's tracer and deprecation warnings
+        torch.onnx.export(
+            _LogitsOnly(model, names), tuple(example_inputs.values()), str(path), input_names=names,
+            output_names=["start_logits", "end_logits"], opset_version=17, dynamo=False,
+        )
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(**inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        start, end = session.run(None, {name: inputs[name].numpy() for name in names})
+        return _as_logits(start, end)
+
+    return run
+
+
+def build_openvino(
+    model: torch.nn.Module, example_inputs: Mapping[str, torch.Tensor], precision: str = "fp32", threads: int = 0
+) -> Callable[..., dict[str, torch.Tensor]]:
+    """Convert `model` with OpenVINO and compile it for the CPU in f32 or bf16 inference precision."""
+    _require("openvino", "openvino")
+    import openvino
+
+    names = list(example_inputs)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = openvino.convert_model(_LogitsOnly(model, names), example_input=tuple(example_inputs.values()))
+    core = openvino.Core()
+    if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        raise PeerUnavailable("OpenVINO reports no bf16 support on this CPU")
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(converted, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(**inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        results = request.infer([inputs[name].numpy() for name in names])
+        start, end = (results[output] for output in compiled.outputs)
+        return _as_logits(start.copy(), end.copy())
+
+    return run
+
+
+BUILDERS: dict[str, Callable[..., Callable[..., dict[str, torch.Tensor]]]] = {
+    "onnxruntime": build_onnxruntime,
+    "openvino": build_openvino,
+}

@@ -1,0 +1,124 @@
+"""The hardware limit: measured matrix-multiply peak throughput and a model's FLOP count.
+
+A transformer's inference time is dominated by matrix products, so the fastest matmul
+this machine can run (through the best library PyTorch reaches: MKL, or oneDNN) bounds
+every inference path. `measure_matmul_peak` finds that bound empirically per dtype;
+`count_model_flops` counts the FLOPs of one forward pass, so a path's latency converts
+into a fraction of the roofline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .ipex_support import load_ipex
+
+logger = logging.getLogger(__name__)
+
+#: (M, K, N) shapes: bert-base's projections at 384 tokens, its feed-forward, and a large square.
+DEFAULT_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (384, 768, 768), (384, 768, 3072), (3072, 768, 3072), (2048, 2048, 2048),
+)
+
+
+@dataclass
+class MatmulPeak:
+    """Best measured GEMM throughput for one dtype, with every backend and shape tried."""
+
+    dtype: str
+    gflops: float
+    backend: str
+    shape: tuple[int, int, int]
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.05) -> float:
+    """Fastest call time over `repeats` timed calls (after a warm-up), each batch lasting >= min_seconds."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    single = max(time.perf_counter() - start, 1e-6)
+    inner = max(1, int(min_seconds / single))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.perf_counter() - start) / inner)
+    return best
+
+
+def _gemm_candidates(dtype: torch.dtype, m: int, k: int, n: int) -> dict[str, Callable[[], Any]]:
+    """The ways PyTorch can run an (m x k) @ (k x n) product on CPU: ATen's matmul, oneDNN's linear, IPEX's."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=generator).to(dtype)
+    weight = torch.randn(n, k, generator=generator).to(dtype)
+    candidates: dict[str, Callable[[], Any]] = {
+        "torch.matmul": lambda: torch.matmul(a, weight.t()),
+    }
+    if torch.backends.mkldnn.is_available():
+        try:
+            from torch.utils import mkldnn as mkldnn_utils
+
+            linear = torch.nn.Linear(k, n, bias=False)
+            linear.weight.data = weight.float()
+            packed = mkldnn_utils.to_mkldnn(linear, dtype)  # oneDNN with a pre-packed weight
+            a_mkldnn = a.to_mkldnn()
+            packed(a_mkldnn)
+            candidates["oneDNN linear (pre-packed)"] = lambda: packed(a_mkldnn)
+        except (RuntimeError, TypeError, ValueError) as error:  # e.g. oneDNN without bf16 on this CPU
+            logger.info("oneDNN %s linear unavailable: %s", dtype, error)
+    ipex = load_ipex()
+    if ipex is not None:
+        linear = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)).eval()
+        linear[0].weight.data = weight.float()
+        try:
+            optimized = ipex.optimize(linear, dtype=dtype, auto_kernel_selection=True, inplace=False)
+            optimized(a)
+            candidates["IPEX linear (oneDNN)"] = lambda: optimized(a)
+        except (RuntimeError, TypeError, ValueError, AssertionError) as error:
+            logger.info("IPEX %s linear unavailable: %s", dtype, error)
+    return candidates
+
+
+def measure_matmul_peak(
+    dtype: torch.dtype = torch.float32,
+    shapes: Sequence[tuple[int, int, int]] = DEFAULT_SHAPES,
+    repeats: int = 5,
+) -> MatmulPeak:
+    """The best GEMM throughput (GFLOP/s) PyTorch reaches here in `dtype`, over backends and shapes.
+
+    Uses the current torch thread count, so set it to what the models will use.
+    """
+    measurements = []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")  # IPEX, on every first call
+        for m, k, n in shapes:
+            for backend, fn in _gemm_candidates(dtype, m, k, n).items():
+                seconds = _best_seconds(fn, repeats)
+                measurements.append(
+                    {"backend": backend, "shape": (m, k, n), "gflops": 2 * m * k * n / seconds / 1e9}
+                )
+    best = max(measurements, key=lambda item: item["gflops"])
+    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+    return MatmulPeak(name, best["gflops"], best["backend"], best["shape"], measurements)
+
+
+def count_model_flops(model: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> int:
+    """FLOPs of one forward pass of an eager model (matmuls, convolutions and attention; 2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(**inputs)
+    return int(counter.get_total_flops())

@@ -1,0 +1,75 @@
+"""The "auto" mode and precision: what they pick per CPU and stack, and that they explain it."""
+
+import logging
+
+import pytest
+import torch
+from conftest import cpuinfo_capabilities, requires_ipex
+
+from cpu_inference_helpers import ipex_support
+from cpu_inference_helpers.capabilities import cached_capabilities
+from cpu_inference_helpers.optimize import auto_plan, inductor_compiler_available, prepare_for_inference
+from cpu_inference_helpers.tracing import max_abs_difference
+
+
+@pytest.fixture
+def no_cpp_compiler():
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):  # monkeypatch can't undo config proxies
+        assert not inductor_compiler_available()
+        yield
+
+
+@pytest.fixture
+def ipex_disabled(monkeypatch, fresh_ipex_probe):
+    monkeypatch.setenv(ipex_support.DISABLE_ENV_VAR, "1")
+    assert not ipex_support.probe_ipex(refresh=True).usable
+
+
+@requires_ipex
+def test_auto_picks_ipex_jit_where_ipex_works(tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto")
+    assert ready.record.requested_mode == "auto" and ready.record.mode == "ipex+jit"
+    assert ready.record.choices[0].startswith("auto chose ipex+jit: IPEX is usable")
+    assert "eager attention" in ready.record.applied  # IPEX fuses eager attention, not SDPA
+    assert not ready.record.fell_back
+    with torch.no_grad():
+        assert max_abs_difference(tiny_model(**example_batch), ready(**example_batch)) < 1e-4
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="no C++ compiler for torch.compile here")
+def test_auto_picks_torch_compile_without_ipex(ipex_disabled, tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto")
+    assert ready.record.mode == "compile", ready.record.summary()
+    assert "IPEX is not usable" in ready.record.choices[0]
+    with torch.no_grad():
+        assert max_abs_difference(tiny_model(**example_batch), ready(**example_batch)) < 1e-4
+
+
+def test_auto_uses_jit_without_ipex_or_compiler(ipex_disabled, no_cpp_compiler, tiny_model, example_batch):
+    assert [mode for mode, _ in auto_plan(cached_capabilities())] == ["jit", "eager"]
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto")
+    assert ready.record.mode == "jit" and ready.record.choices == ["auto chose jit: " + auto_plan(
+        cached_capabilities())[0][1]]
+
+
+def test_auto_moves_on_when_its_first_choice_falls_back(ipex_disabled, no_cpp_compiler, example_batch, caplog):
+    class Untraceable(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            return {"length": input_ids.shape[1]}  # no tensor out: tracing fails
+
+    with caplog.at_level(logging.INFO, logger="cpu_inference_helpers"):
+        ready = prepare_for_inference(Untraceable(), example_batch, mode="auto")
+    assert ready.record.mode == "eager"
+    assert ready.record.fallbacks[0].startswith("auto tried jit first, which fell back: jit:")
+    assert "auto chose eager" in caplog.text
+    assert ready(**example_batch) == {"length": 32}
+
+
+@pytest.mark.parametrize(("machine", "expected"), [("intel_skylake", "fp32"), ("amd_zen4", "bf16")])
+def test_auto_precision_takes_bf16_only_with_native_support(machine, expected, tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="eager", precision="auto",
+                                  capabilities=cpuinfo_capabilities(machine))
+    assert ready.record.precision == expected and not ready.record.fell_back
+    assert ready.record.choices[0].startswith(f"precision auto: {expected}")

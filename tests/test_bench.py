@@ -1,0 +1,123 @@
+"""The benchmark command on a tiny model: it runs, and its output is well-formed (no timing asserted)."""
+
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from cpu_inference_helpers import bench, peers
+from cpu_inference_helpers.models import build_random_qa_model
+from cpu_inference_helpers.roofline import count_model_flops, measure_matmul_peak
+from cpu_inference_helpers.tracing import max_abs_difference
+
+
+def test_parse_shapes():
+    assert bench.parse_shapes("384x1, 128X8") == [(384, 1), (128, 8)]
+    for bad in ("384", "384x0", "axb", "8x1"):
+        with pytest.raises(ValueError, match="bad shape"):
+            bench.parse_shapes(bad)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--paths", "eager,warp"], "unknown path(s) warp"),
+        (["--shapes", "384"], "bad shape"),
+        (["--repeats", "0"], "--repeats must be >= 1"),
+    ],
+)
+def test_bad_flags_exit_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_linear_flops_are_counted():
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(16, 32, bias=False)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    assert count_model_flops(Linear(), {"x": torch.zeros(8, 16)}) == 2 * 8 * 16 * 32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matmul_peak_reports_the_best_measurement(dtype):
+    peak = measure_matmul_peak(dtype, shapes=[(64, 64, 64), (128, 64, 32)], repeats=2)
+    assert peak.gflops == max(m["gflops"] for m in peak.measurements) > 0
+    assert {tuple(m["shape"]) for m in peak.measurements} == {(64, 64, 64), (128, 64, 32)}
+
+
+@pytest.mark.parametrize("peer", peers.PEERS)
+def test_peer_matches_eager_or_says_how_to_install_it(peer, example_batch):
+    model = build_random_qa_model("random-bert-tiny", seed=3)
+    if importlib.util.find_spec(peer) is None:
+        with pytest.raises(peers.PeerUnavailable, match=f"pip install {peer}"):
+            peers.BUILDERS[peer](model, example_batch)
+        return
+    runner = peers.BUILDERS[peer](model, example_batch)
+    with torch.no_grad():
+        assert max_abs_difference(model(**example_batch), runner(**example_batch)) < 1e-4
+
+
+def test_missing_peer_is_reported_as_unavailable(monkeypatch, example_batch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else
+                        real_find_spec(name, *a))
+    with pytest.raises(peers.PeerUnavailable, match="pip install openvino"):
+        peers.build_openvino(build_random_qa_model("random-bert-tiny"), example_batch)
+
+
+def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
+    status = bench.main([
+        "--model_name_or_path", "random-bert-tiny", "--shapes", "32x1,48x2", "--repeats", "2",
+        "--paths", "eager (eager attention),jit,auto,eager:bf16,openvino", "--output_dir", str(tmp_path),
+    ])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "matmul roofline fp32" in printed and "seq 32, batch 1" in printed and "summary:" in printed
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    results = payload["results"]
+    assert {(r["seq_len"], r["batch_size"]) for r in results} == {(32, 1), (48, 2)}
+    assert [r["path"] for r in results[:6]] == ["eager", "eager (eager attention)", "jit", "auto", "eager:bf16",
+                                                "openvino"]
+    for result in results:
+        if result["skipped"]:
+            assert result["path"] == "openvino" and "pip install openvino" in result["skipped"]
+            continue
+        assert result["median_ms"] > 0 and result["roofline_fraction"] > 0
+        tolerance = 1e-4 if result["precision"] == "fp32" else 0.1
+        assert result["max_logit_diff_vs_eager"] < tolerance, result
+    eager = [r for r in results if r["path"] == "eager"]
+    assert all(math.isclose(r["speedup_vs_eager_fp32"], 1.0) for r in eager)
+    assert payload["metadata"]["roofline"]["fp32"]["gflops"] > 0
+    assert any("auto (auto -> " in line for line in payload["summary"])
+    assert any(line.strip().startswith("profile:") for line in payload["summary"])
+
+
+@pytest.mark.parametrize("peer", peers.PEERS)
+def test_converting_for_a_peer_leaves_the_model_in_eval_mode(peer, example_batch):
+    if importlib.util.find_spec(peer) is None:
+        pytest.skip(f"{peer} is not installed")
+    model = build_random_qa_model("random-bert-tiny", seed=4)
+    peers.BUILDERS[peer](model, example_batch)
+    assert not any(module.training for module in model.modules())
+
+
+def test_profile_splits_time_between_gemms_and_the_rest(tiny_model, example_batch):
+    from cpu_inference_helpers.profiling import is_gemm, profile_operators
+
+    with torch.no_grad():
+        profile = profile_operators(tiny_model, example_batch, calls=2)
+    assert 0 < profile.gemm_share < 1 and profile.total_ms > 0
+    assert any(is_gemm(op["name"]) for op in profile.top_ops)
+    assert any(not is_gemm(op["name"]) for op in profile.top_ops)
+    assert "of the time in matrix products" in profile.summary()
+    assert is_gemm("aten::addmm") and is_gemm("ipex_prepack::linear_run") and not is_gemm("aten::layer_norm")
