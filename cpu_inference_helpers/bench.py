@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import json
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +231,39 @@ def best_pytorch_paths(results: Sequence[PathResult]) -> dict[str, PathResult]:
     return best
 
 
+def _bench_shape_here(
+    model_name: str, specs: Sequence[PathSpec], shape: tuple[int, int], peaks: dict[str, MatmulPeak],
+    repeats: int, threads: int, profile: bool,
+) -> list[PathResult]:
+    """Load the models and benchmark one shape in this process."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cpu_inference_helpers.models").setLevel(logging.ERROR)  # the parent said it once
+    torch.set_num_threads(threads)
+    loaded = {attn: load_qa_model_and_tokenizer(model_name, attn)
+              for attn in sorted({spec.attn_implementation for spec in specs} | {"sdpa"})}
+    models = {attn: item.model for attn, item in loaded.items()}
+    inputs = make_inputs(loaded["sdpa"].tokenizer, *shape)
+    return bench_shape(specs, models, inputs, peaks, repeats, threads, detect_capabilities(), profile=profile)
+
+
+def run_shape_in_subprocess(
+    model_name: str, specs: Sequence[PathSpec], shape: tuple[int, int], peaks: dict[str, MatmulPeak],
+    repeats: int, threads: int, profile: bool,
+) -> list[PathResult]:
+    """Benchmark one shape in a fresh process: compiled graphs and prepacked weight copies of ~20 paths
+    would otherwise pile up from shape to shape, and each shape starts from the same clean state.
+    A crashed worker (e.g. killed for memory) is reported as skipped paths, not a lost run."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+        future = executor.submit(_bench_shape_here, model_name, specs, shape, peaks, repeats, threads, profile)
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            reason = f"the benchmark process for this shape died ({error}): out of memory? try fewer --paths"
+            logger.error("seq %d, batch %d: %s", *shape, reason)
+            return [PathResult(spec.name, spec.family, spec.precision, *shape, skipped=reason) for spec in specs]
+
+
 def summarise(results: Sequence[PathResult]) -> list[str]:
     """Per shape: the best PyTorch paths per precision, the peers, and how `auto` compares."""
     lines = []
@@ -281,6 +316,26 @@ def format_table(results: Sequence[PathResult]) -> str:
     return "\n\n".join(blocks)
 
 
+def format_markdown(results: Sequence[PathResult]) -> str:
+    """Speed-up over eager fp32 (and share of the roofline) per path and shape, as a Markdown table."""
+    shapes = sorted({(r.seq_len, r.batch_size) for r in results}, key=lambda s: (-s[0], s[1]))
+    paths = list(dict.fromkeys(r.path for r in results))
+    by_key = {(r.path, r.seq_len, r.batch_size): r for r in results}
+    header = "| path | " + " | ".join(f"seq {s}, batch {b}" for s, b in shapes) + " |"
+    lines = [header, "|" + " --- |" * (len(shapes) + 1)]
+    for path in paths:
+        cells = []
+        for seq_len, batch_size in shapes:
+            r = by_key.get((path, seq_len, batch_size))
+            if r is None or r.skipped:
+                cells.append("skipped")
+            else:
+                cell = f"{r.median_ms:.0f} ms, {r.speedup_vs_eager_fp32:.2f}x ({r.roofline_fraction:.0%})"
+                cells.append(cell + (" fell back" if r.fallbacks else ""))
+        lines.append(f"| {path} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(path: Path, results: Sequence[PathResult], peaks: dict[str, MatmulPeak], title: str) -> None:
     """One panel per shape: speed-up over eager fp32 per path, with the fp32 and bf16 roofline marked."""
     import matplotlib
@@ -289,8 +344,12 @@ def plot(path: Path, results: Sequence[PathResult], peaks: dict[str, MatmulPeak]
     import matplotlib.pyplot as plt
 
     shapes = sorted({(r.seq_len, r.batch_size) for r in results}, key=lambda s: (-s[0], s[1]))
-    figure, axes = plt.subplots(1, len(shapes), figsize=(5.2 * len(shapes), 6), squeeze=False, sharey=True)
-    for axis, (seq_len, batch_size) in zip(axes[0], shapes, strict=True):
+    columns = min(2, len(shapes))
+    grid_rows = -(-len(shapes) // columns)
+    figure, axes = plt.subplots(grid_rows, columns, figsize=(7.5 * columns, 6 * grid_rows), squeeze=False)
+    for axis in axes.flat[len(shapes):]:
+        axis.set_visible(False)
+    for axis, (seq_len, batch_size) in zip(axes.flat, shapes, strict=False):
         rows = [r for r in results if (r.seq_len, r.batch_size) == (seq_len, batch_size) and not r.skipped]
         colors = ["#9e9e9e" if r.fallbacks else "#7570b3" if r.family == "peer" else
                   "#d95f02" if r.precision == "bf16" else "#1b9e77" for r in rows]
@@ -303,9 +362,11 @@ def plot(path: Path, results: Sequence[PathResult], peaks: dict[str, MatmulPeak]
             limit = peaks[precision].gflops / reference.achieved_gflops  # eager's time / the roofline time
             axis.axvline(limit, color="black", linestyle=style, linewidth=1, label=f"{precision} roofline")
         axis.set_title(f"seq {seq_len}, batch {batch_size}", fontsize=10)
-        axis.set_xlabel("speed-up vs eager fp32 (label: share of roofline)")
-        axis.legend(fontsize=7, loc="lower right")
-    axes[0][0].invert_yaxis()
+        axis.set_xlabel("speed-up vs eager fp32 (label: share of its precision's roofline)")
+        axis.set_xlim(0, max(peaks["bf16"].gflops / reference.achieved_gflops,
+                             max(r.speedup_vs_eager_fp32 for r in rows)) * 1.15)
+        axis.invert_yaxis()
+        axis.legend(fontsize=8, loc="upper right")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -356,40 +417,39 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     capabilities = detect_capabilities()
 
-    loaded = {attn: load_qa_model_and_tokenizer(args.model_name_or_path, attn)
-              for attn in sorted({spec.attn_implementation for spec in specs} | {"sdpa"})}
-    models = {attn: item.model for attn, item in loaded.items()}
-    tokenizer = loaded["sdpa"].tokenizer
+    try:  # fail early, with a message, on a model that can't be loaded; the workers load it again
+        load_qa_model_and_tokenizer(args.model_name_or_path)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logger.info("measuring the matmul roofline (fp32, bf16) with %d threads", threads)
     peaks = {"fp32": measure_matmul_peak(torch.float32), "bf16": measure_matmul_peak(torch.bfloat16)}
     results = []
-    for seq_len, batch_size in tqdm(shapes, desc="shapes"):
-        inputs = make_inputs(tokenizer, seq_len, batch_size)
-        results += bench_shape(specs, models, inputs, peaks, args.repeats, threads, capabilities,
-                               profile=not args.no_profile)
-        gc.collect()
-        torch._dynamo.reset()
+    for shape in tqdm(shapes, desc="shapes"):
+        results += run_shape_in_subprocess(args.model_name_or_path, specs, shape, peaks, args.repeats, threads,
+                                           not args.no_profile)
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    title = (f"{loaded['sdpa'].name}, {capabilities.model_name}, {threads} threads; roofline fp32 "
+    title = (f"{args.model_name_or_path}, {capabilities.model_name}, {threads} threads; roofline fp32 "
              f"{peaks['fp32'].gflops:.0f} / bf16 {peaks['bf16'].gflops:.0f} GFLOP/s")
     metadata = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "model": loaded["sdpa"].name, "threads": threads, "repeats": args.repeats,
+        "model": args.model_name_or_path, "threads": threads, "repeats": args.repeats,
         "roofline": {name: peak.as_dict() for name, peak in peaks.items()},
         "machine": capabilities.as_dict(),
     }
     payload = {"metadata": metadata, "results": [r.as_dict() for r in results], "summary": summarise(results)}
     (output_dir / "bench.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     plot(output_dir / "bench.png", results, peaks, title)
+    (output_dir / "bench.md").write_text(f"{title}\n\n{format_markdown(results)}\n")
     print(f"\n{title}\n")
     for name, peak in peaks.items():
         print(f"matmul roofline {name}: {peak.gflops:.0f} GFLOP/s ({peak.backend}, M,K,N={peak.shape})")
     print()
     print(format_table(results))
     print("\nsummary:\n" + "\n".join(summarise(results)))
-    print(f"\nwrote {output_dir}/bench.json, bench.png")
+    print(f"\nwrote {output_dir}/bench.json, bench.md, bench.png")
     return 0
 
 

@@ -84,6 +84,9 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert "matmul roofline fp32" in printed and "seq 32, batch 1" in printed and "summary:" in printed
     payload = json.loads((tmp_path / "bench.json").read_text())
     assert (tmp_path / "bench.png").stat().st_size > 0
+    markdown = (tmp_path / "bench.md").read_text().splitlines()
+    assert markdown[2] == "| path | seq 48, batch 2 | seq 32, batch 1 |"
+    assert markdown[4].startswith("| eager | ") and "1.00x" in markdown[4]
     results = payload["results"]
     assert {(r["seq_len"], r["batch_size"]) for r in results} == {(32, 1), (48, 2)}
     assert [r["path"] for r in results[:6]] == ["eager", "eager (eager attention)", "jit", "auto", "eager:bf16",
@@ -121,3 +124,8 @@ def test_profile_splits_time_between_gemms_and_the_rest(tiny_model, example_batc
     assert any(not is_gemm(op["name"]) for op in profile.top_ops)
     assert "of the time in matrix products" in profile.summary()
     assert is_gemm("aten::addmm") and is_gemm("ipex_prepack::linear_run") and not is_gemm("aten::layer_norm")
+
+
+def test_unknown_model_exits_with_a_message(tmp_path, capsys):
+    assert bench.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path)]) == 2
+    assert "no model folder" in capsys.readouterr().err
