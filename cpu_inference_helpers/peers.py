@@ -74,12 +74,15 @@ def build_onnxruntime(
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    # Idle ORT threads would spin for a while after each run, stealing the cores from whatever runs next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(**inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         start, end = session.run(None, {name: inputs[name].numpy() for name in names})
         return _as_logits(start, end)
 
+    run.session = session  # type: ignore[attr-defined]  # for inspection
     return run
 
 
@@ -97,7 +100,10 @@ def build_openvino(
     core = openvino.Core()
     if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         raise PeerUnavailable("OpenVINO reports no bf16 support on this CPU")
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    # No CPU pinning: OpenVINO would pin the calling thread, and with it every PyTorch thread started
+    # later in this process, to one core (PyTorch paths timed beside it then ran 3-7x slower here).
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
+              "ENABLE_CPU_PINNING": False}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(converted, "CPU", config)
@@ -108,6 +114,7 @@ def build_openvino(
         start, end = (results[output] for output in compiled.outputs)
         return _as_logits(start.copy(), end.copy())
 
+    run.compiled_model = compiled  # type: ignore[attr-defined]  # for inspection
     return run
 
 

@@ -129,3 +129,16 @@ def test_profile_splits_time_between_gemms_and_the_rest(tiny_model, example_batc
 def test_unknown_model_exits_with_a_message(tmp_path, capsys):
     assert bench.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path)]) == 2
     assert "no model folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("peer", peers.PEERS)
+def test_peers_run_without_pinning_or_spinning(peer, example_batch):
+    """Pinned (OpenVINO) or spinning (ONNX Runtime) peer threads distorted the PyTorch paths timed beside them."""
+    if importlib.util.find_spec(peer) is None:
+        pytest.skip(f"{peer} is not installed")
+    runner = peers.BUILDERS[peer](build_random_qa_model("random-bert-tiny", seed=7), example_batch)
+    if peer == "openvino":
+        assert runner.compiled_model.get_property("ENABLE_CPU_PINNING") is False
+    else:
+        options = runner.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
