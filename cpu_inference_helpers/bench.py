@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -147,8 +148,6 @@ def _build(
     capabilities: CpuCapabilities,
 ) -> tuple[Callable[..., Any], str, list[str], float]:
     """Prepare one path; returns the callable, what it ran as, its fallbacks and its set-up seconds."""
-    import time
-
     model = models[spec.attn_implementation]
     start = time.perf_counter()
     if spec.peer:

@@ -187,9 +187,9 @@ def prepare_for_inference(
         ready = _prepare_mode(model, example_inputs, mode, precision, attention=attention, **options)
     else:
         tried = []
+        runs_bf16 = resolve_precision(parse_precision(precision), caps, allow_emulated_bf16)[0] == torch.bfloat16
         for candidate, reason in auto_plan(caps):
             candidate_attention = attention
-            runs_bf16 = resolve_precision(parse_precision(precision), caps, allow_emulated_bf16)[0] == torch.bfloat16
             if (attention is None and candidate == "ipex+jit" and runs_bf16
                     and attention_implementation(model) == "sdpa"):
                 # bf16: IPEX's fused multi-head attention beats SDPA at every shape we measured (up to 1.15x);
