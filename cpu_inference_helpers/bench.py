@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .benchmarking import LatencyStats, interleaved_latency
 from .capabilities import CpuCapabilities, detect_capabilities
-from .models import DEFAULT_MODEL, load_qa_model_and_tokenizer
+from .models import BERT_BASE_SHAPED_MODEL, load_qa_model_and_tokenizer
 from .optimize import prepare_for_inference
 from .peers import BUILDERS, PeerUnavailable
 from .profiling import Profile, profile_operators
@@ -375,7 +375,7 @@ def plot(path: Path, results: Sequence[PathResult], peaks: dict[str, MatmulPeak]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--model_name_or_path", default=DEFAULT_MODEL)
+    parser.add_argument("--model_name_or_path", default=BERT_BASE_SHAPED_MODEL)
     parser.add_argument("--shapes", default="384x1,384x8,128x1,128x8", help="SEQxBATCH list (default: %(default)s)")
     parser.add_argument("--paths", help="comma-separated path names to run (default: all); eager is always added")
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per shape (default: %(default)s)")

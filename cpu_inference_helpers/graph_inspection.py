@@ -18,6 +18,7 @@ FUSION_DESCRIPTIONS: dict[str, str] = {
     "ipex_prepack::linear_add_run": "Linear + Add (residual)",
     "ipex_prepack::linear_add_add_run": "Linear + Add + Add",
     "ipex_prepack::linear_run": "Linear on prepacked (blocked) oneDNN weights",
+    "ipex_prepack::mkl_sgemm_run": "Linear on MKL's prepacked fp32 GEMM (no Add/GELU folded in)",
     "ipex::add_layernorm": "Add + LayerNorm",
     "ipex::mha_scores_calc": "attention scores: MatMul + scale + mask + Softmax",
     "ipex::matmul_outtrans": "attention output: MatMul + transpose",

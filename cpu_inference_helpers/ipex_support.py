@@ -8,12 +8,17 @@ broken IPEX costs the user one clear log line and a fallback, never a crash.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
 import logging
 import os
 import re
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -89,7 +94,7 @@ def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
             return None, IpexStatus(False, version, mismatch)
     root_handlers = list(logging.getLogger().handlers)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _import_chatter_captured():
             warnings.simplefilter("ignore")
             module = importlib.import_module(IPEX_MODULE)
     except (Exception, SystemExit) as error:  # IPEX may raise anything, or exit, while importing
@@ -102,6 +107,39 @@ def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
     finally:
         _remove_handlers_added_since(root_handlers)
     return module, IpexStatus(True, getattr(module, "__version__", version))
+
+
+@contextlib.contextmanager
+def _import_chatter_captured() -> Iterator[None]:
+    """Keep what IPEX prints while importing out of the user's output; log it at DEBUG level instead.
+
+    Importing IPEX 2.8 prints a C++ "Overriding a previously registered kernel ... AutocastCPU"
+    warning straight to file descriptor 2, and logs "No CUDA runtime is found, using CUDA_HOME=..."
+    through a handler of its own; neither is actionable for a CPU user. Both the descriptor and
+    `sys.stderr` are redirected for the import; handlers created meanwhile are pointed back at
+    the real `sys.stderr`, so IPEX's later warnings still reach the user.
+    """
+    real_stderr = sys.stderr
+    with contextlib.suppress(Exception):
+        real_stderr.flush()
+    saved_descriptor = os.dup(2)
+    python_output = io.StringIO()
+    with tempfile.TemporaryFile() as native_output:
+        os.dup2(native_output.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(python_output):
+                yield
+        finally:
+            os.dup2(saved_descriptor, 2)
+            os.close(saved_descriptor)
+            native_output.seek(0)
+            captured = native_output.read().decode(errors="replace") + python_output.getvalue()
+            for logger_object in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+                for handler in getattr(logger_object, "handlers", []):
+                    if isinstance(handler, logging.StreamHandler) and handler.stream is python_output:
+                        handler.setStream(real_stderr)
+    if captured.strip():
+        logger.debug("importing IPEX printed:\n%s", captured.strip())
 
 
 def _remove_handlers_added_since(previous: list[logging.Handler]) -> None:

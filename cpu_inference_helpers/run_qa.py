@@ -11,32 +11,29 @@ runs that mode (and eager fp32 beside it, as the reference); `--modes` runs seve
 
     python -m cpu_inference_helpers.run_qa --do_eval --modes eager,jit,ipex+jit,ipex+jit:bf16
 
-Without --model_name_or_path / --dataset_name / --validation_file it runs offline: a
-bert-base-shaped model with random weights (real speed, meaningless EM/F1) on a packaged
-303-question subset of the SQuAD v1.1 dev set.
+Without --model_name_or_path / --dataset_name / --validation_file it runs offline: the
+project's own fine-tuned QA checkpoint `minilm-squadshifts` (shipped in the package; real
+EM/F1) on the packaged SQuAD v1.1 dev set (10,565 questions; --max_eval_samples takes the
+first N). `--model_name_or_path random-bert-base` gives a bert-base-shaped model with random
+weights for speed work (real speed, meaningless EM/F1).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
-from .capabilities import detect_capabilities
-from .models import DEFAULT_MODEL, REFERENCE_CHECKPOINT, load_qa_model_and_tokenizer
-from .qa.comparison import ModeSpec, compare_modes, parse_mode_list
-from .qa.data import SquadFormatError, load_examples
-from .qa.features import prepare_validation_features
-from .qa.report import format_table, plot_results, write_csv, write_json
+from .models import DEFAULT_MODEL, REFERENCE_CHECKPOINT
+from .qa.comparison import ModeSpec, parse_mode_list
+from .qa.data import SquadFormatError
+from .qa.evaluation import DEFAULT_MODES, EvaluationSettings, evaluate_modes, mode_folder
+from .qa.report import format_table
 
 logger = logging.getLogger("cpu_inference_helpers.run_qa")
 
-DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16"
 REAL_CHECKPOINT_COMMAND = (
     f"python -m cpu_inference_helpers.run_qa --model_name_or_path {REFERENCE_CHECKPOINT} --dataset_name squad "
     "--do_eval --max_seq_length 384 --doc_stride 128 --no_cuda --jit_mode_eval --use_ipex --output_dir /tmp/qa"
@@ -52,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data = parser.add_argument_group("model and data (run_qa.py names)")
     data.add_argument("--model_name_or_path", default=DEFAULT_MODEL,
-                      help="Hub id, local folder, or an offline random model (default: %(default)s)")
+                      help="Hub id, local folder, the shipped fine-tuned checkpoint minilm-squadshifts, or an "
+                           "offline random model (random-bert-base, random-bert-tiny) (default: %(default)s)")
     data.add_argument("--dataset_name", help="a datasets name such as 'squad' (needs the Hub or its cache)")
     data.add_argument("--dataset_config_name")
     data.add_argument("--validation_file", help="a SQuAD-format JSON / JSON lines file (.gz/.xz allowed)")
@@ -70,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no_cuda", action="store_true", help="accepted for compatibility: this tool runs on CPU")
     run.add_argument("--use_cpu", action="store_true", help="accepted for compatibility: this tool runs on CPU")
     run.add_argument("--jit_mode_eval", action="store_true", help="TorchScript trace + freeze for evaluation")
-    run.add_argument("--use_ipex", action="store_true", help="Intel Extension for PyTorch (ipex.optimize)")
+    run.add_argument("--use_ipex", action="store_true",
+                     help="Intel Extension for PyTorch: this tool applies ipex.optimize (with --bf16: "
+                          "ipex.optimize(dtype=bfloat16), which converts the weights to bf16 and moves more answers "
+                          "than autocast alone). The transformers 4.56 Trainer's --use_ipex only warns in an "
+                          "evaluation: it prepares the model with accelerate's prepare_model, which never applied "
+                          "ipex.optimize (accelerate < 1.8 did so only in prepare(), the training path; 1.8 removed "
+                          "it)")
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast)")
     run.add_argument("--torch_compile", action="store_true",
                      help="torch.compile with Inductor (the modern successor of --jit_mode_eval)")
@@ -147,68 +151,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
 
+    settings = EvaluationSettings(
+        model_name_or_path=args.model_name_or_path, dataset_name=args.dataset_name,
+        dataset_config_name=args.dataset_config_name, validation_file=args.validation_file,
+        max_seq_length=args.max_seq_length, doc_stride=args.doc_stride, max_eval_samples=args.max_eval_samples,
+        n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
+        per_device_eval_batch_size=args.per_device_eval_batch_size, modes=specs,
+        attn_implementation=args.attn_implementation, warmup_steps=args.warmup_steps,
+        allow_emulated_bf16=args.allow_emulated_bf16, seed=args.seed,
+    )
     try:
-        examples, source = load_examples(args.dataset_name, args.validation_file, args.dataset_config_name)
-        loaded = load_qa_model_and_tokenizer(args.model_name_or_path, args.attn_implementation, args.seed)
-    except (SquadFormatError, FileNotFoundError, OSError, RuntimeError, ValueError) as error:
+        evaluation = evaluate_modes(settings, args.output_dir)
+    except (SquadFormatError, OSError, RuntimeError, ValueError) as error:  # OSError: files, Hub, output folder
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.max_eval_samples:
-        examples = examples[: args.max_eval_samples]
-    features = prepare_validation_features(examples, loaded.tokenizer, args.max_seq_length, args.doc_stride)
-    capabilities = detect_capabilities()
-    threads = torch.get_num_threads()
-    logger.info(
-        "evaluating %d questions (%d windows) from %s with %s, batch %d, %d threads, modes: %s",
-        len(examples), len(features), source, loaded.name, args.per_device_eval_batch_size, threads,
-        ", ".join(spec.name for spec in specs),
-    )
-    results, predictions = compare_modes(
-        loaded.model, examples, features, specs,
-        batch_size=args.per_device_eval_batch_size, n_best_size=args.n_best_size,
-        max_answer_length=args.max_answer_length, warmup_steps=args.warmup_steps,
-        allow_emulated_bf16=args.allow_emulated_bf16,
-    )
-
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    metadata = {
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "model": loaded.name,
-        "random_weights": loaded.random_weights,
-        "data": source,
-        "questions": len(examples),
-        "samples": len(features),
-        "batch_size": args.per_device_eval_batch_size,
-        "max_seq_length": args.max_seq_length,
-        "doc_stride": args.doc_stride,
-        "attn_implementation": args.attn_implementation,
-        "threads": threads,
-        "arguments": vars(args),
-        "machine": capabilities.as_dict(),
-    }
-    write_json(output_dir / "results.json", results, metadata)
-    write_csv(output_dir / "results.csv", results)
-    (output_dir / "predictions.json").write_text(json.dumps(predictions, indent=1, ensure_ascii=False) + "\n")
-    title = (
-        f"{loaded.name} on {len(examples)} questions ({len(features)} samples, seq {args.max_seq_length}, "
-        f"batch {args.per_device_eval_batch_size}), {capabilities.model_name}, {threads} threads"
-    )
-    plot_results(output_dir / "comparison.png", results, title)
+    results, title, output_dir = evaluation.results, evaluation.title, args.output_dir
 
     print(f"\n{title}\n")
     print(format_table(results))
     print(
         "\nsamples = tokenized windows (one question may span several); throughput excludes set-up "
         "(optimisation, tracing, warm-up), which 'setup s' reports; break-even = samples after which the "
-        "set-up has paid for itself against eager; modes ran interleaved batch by batch."
+        "set-up has paid for itself against eager; modes ran interleaved batch by batch; dEM/dF1 = change "
+        "against eager fp32 in points, dF1 with the 95% half-width of the paired per-question change (a change "
+        "inside it is not distinguishable from zero on this many questions)."
     )
-    if loaded.random_weights:
+    if evaluation.random_weights:
         print(
-            f"\nNOTE: {loaded.name} has random weights: the speed numbers are real, EM/F1 are meaningless.\n"
-            f"With a real checkpoint (needs the Hub):\n  {REAL_CHECKPOINT_COMMAND}"
+            f"\nNOTE: {args.model_name_or_path} has random weights: the speed numbers are real, EM/F1 are "
+            "meaningless.\n"
+            f"Real answers offline: --model_name_or_path {DEFAULT_MODEL} (the default); with the Hub:\n"
+            f"  {REAL_CHECKPOINT_COMMAND}"
         )
-    print(f"\nwrote {output_dir}/results.json, results.csv, predictions.json, comparison.png")
+    print(f"\nwrote {output_dir}/results.json, results.csv, predictions.json, comparison.png, and per mode "
+          f"run_qa.py's eval_predictions.json, eval_nbest_predictions.json, eval_results.json in "
+          f"{output_dir}/<mode>/ ({', '.join(mode_folder(result.name) for result in results)})")
     return 0
 
 

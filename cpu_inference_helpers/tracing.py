@@ -87,6 +87,67 @@ def parity_tolerance(dtype: torch.dtype, reference: Any) -> float:
     return (5e-2 if dtype == torch.bfloat16 else 1e-4) * scale
 
 
+#: TracerWarnings that mean the trace recorded one input's Python control flow or values as constants.
+#: (torch.tensor constants, which transformers' BERT emits, also "might cause the trace to be incorrect" but
+#: only when built from inputs; they are not matched.)
+_INPUT_DEPENDENT_MARKERS = ("Converting a tensor to a Python", "Iterating over a tensor", "might not generalize")
+
+
+def input_dependent_trace_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The first line of every TracerWarning saying the trace may not generalise to other inputs.
+
+    Such a warning means a tensor became a Python bool/number (an `if` on data, `.item()`, a
+    loop over a tensor): the traced graph replays the branch the example took, for every input.
+    Other TracerWarnings (e.g. torch.tensor constants, which transformers models emit) pass.
+    """
+    return [
+        str(item.message).split(". ")[0]
+        for item in caught
+        if issubclass(item.category, torch.jit.TracerWarning)
+        and any(marker in str(item.message) for marker in _INPUT_DEPENDENT_MARKERS)
+    ]
+
+
+def contrasting_inputs(example: Mapping[str, torch.Tensor], seed: int = 1234) -> dict[str, torch.Tensor]:
+    """Inputs of the example's shapes that take other data-dependent branches than the example.
+
+    Token ids are redrawn (seeded) between 0 and the example's largest id, and the padding is
+    flipped: an unpadded attention mask gets its last quarter masked, a padded one becomes all
+    ones (transformers models skip the mask when nothing is padded). Other inputs are kept.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    contrasting = dict(example)
+    ids = example.get("input_ids")
+    if ids is not None and not ids.is_floating_point():
+        contrasting["input_ids"] = torch.randint(0, int(ids.max()) + 1, ids.shape, generator=generator, dtype=ids.dtype)
+    mask = example.get("attention_mask")
+    if mask is not None:
+        if bool((mask == 0).any()):
+            contrasting["attention_mask"] = torch.ones_like(mask)
+        else:
+            flipped = mask.clone()
+            flipped[..., max(1, mask.shape[-1] * 3 // 4) :] = 0
+            contrasting["attention_mask"] = flipped
+    return contrasting
+
+
+def _disagreement_on_contrasting_inputs(
+    model: torch.nn.Module, traced: Any, example: Mapping[str, torch.Tensor], dtype: torch.dtype
+) -> str | None:
+    """None when the traced model matches eager on `contrasting_inputs(example)`, else what went wrong."""
+    second = contrasting_inputs(example)
+    try:
+        with inference_context(dtype, traced=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected, actual = model(**second), traced(**second)
+    except Exception as error:  # a trace that cannot even run other inputs is as wrong as one that differs
+        return f"it fails on another input ({type(error).__name__}: {error})"
+    difference, tolerance = max_abs_difference(expected, actual), parity_tolerance(dtype, expected)
+    if not difference <= tolerance:
+        return f"on another input it differs from eager by {difference:.3g} (tolerance {tolerance:.3g})"
+    return None
+
+
 @contextlib.contextmanager
 def _quiet_transformers_attribute_warnings() -> Iterator[None]:
     """Silence transformers' modeling_utils logger while the tracer walks module attributes.
@@ -140,10 +201,10 @@ def trace_model(
     try:
         with (
             inference_context(dtype, traced=True),
-            warnings.catch_warnings(),
+            warnings.catch_warnings(record=True) as caught,
             _quiet_transformers_attribute_warnings(),
         ):
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("always", torch.jit.TracerWarning)
             # IPEX announces on every first run of a traced graph that its JIT passes are deprecated.
             warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")
             # transformers 5 deprecates properties (is_gradient_checkpointing) that the tracer reads.
@@ -159,6 +220,18 @@ def trace_model(
                 outputs = traced(**kwargs)
     except Exception as error:  # the Trainer catches the same broad family; the reason is logged
         return fallback(f"{type(error).__name__}: {error}".strip())
+    input_dependent = input_dependent_trace_warnings(caught)
+    if input_dependent:
+        # The trace replays the branch the example took. Accept it only if it also agrees with eager on an
+        # input that takes the other branches a transformers model has (other token ids, other padding).
+        problem = _disagreement_on_contrasting_inputs(model, traced, kwargs, dtype)
+        if problem:
+            return fallback(
+                f"the trace froze a value computed from the inputs (TracerWarning: {input_dependent[0]}) "
+                f"and {problem}; torch.compile (mode='compile') handles such control flow"
+            )
+        logger.info("TracerWarning (%s) checked: the trace agrees with eager on a contrasting input",
+                    input_dependent[0])
     if verify:
         difference = max_abs_difference(reference, outputs)
         tolerance = parity_tolerance(dtype, reference)

@@ -32,12 +32,29 @@ def test_eager_models_are_refused(tiny_model, example_batch):
 
 @requires_ipex
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_ipex_jit_fuses_linear_gelu_linear_add_and_attention(example_batch, precision):
+def test_ipex_jit_with_onednn_fuses_linear_gelu_linear_add_and_attention(example_batch, precision):
+    """oneDNN kernels (auto_kernel_selection=True) fuse on every x86 CPU, whatever its vendor."""
     model = build_random_qa_model("random-bert-tiny", attn_implementation="eager")
     ready = prepare_for_inference(model, example_batch, mode="ipex+jit", precision=precision,
-                                  allow_emulated_bf16=True)
+                                  allow_emulated_bf16=True, auto_kernel_selection=True)
     fused = fused_ops(executed_graph(ready, example_batch))
     for kind in ("ipex_prepack::linear_gelu_run", "ipex_prepack::linear_add_run", "ipex::mha_scores_calc"):
         assert fused.get(kind, 0) >= 2, (kind, fused)  # once per layer of the 2-layer model
     lines = describe_fusions(executed_graph(ready, example_batch))
     assert any("Linear + GELU" in line for line in lines)
+
+
+@requires_ipex
+def test_ipex_jit_with_mkl_fp32_keeps_add_and_gelu_outside_the_gemm(example_batch):
+    """IPEX's MKL fp32 path (auto_kernel_selection=False) runs mkl_sgemm_run and folds no Add/GELU into it."""
+    model = build_random_qa_model("random-bert-tiny", attn_implementation="eager")
+    ready = prepare_for_inference(model, example_batch, mode="ipex+jit", precision="fp32",
+                                  auto_kernel_selection=False)
+    graph = executed_graph(ready, example_batch)
+    counts = op_counts(graph)
+    assert counts["ipex_prepack::mkl_sgemm_run"] >= 4, dict(counts)  # the Linear layers of the 2 layers
+    assert counts["aten::gelu"] == 2  # GELU stays a separate operator, once per layer
+    fused = fused_ops(graph)
+    assert "ipex_prepack::linear_gelu_run" not in fused and "ipex_prepack::linear_add_run" not in fused
+    assert fused.get("ipex::add_layernorm", 0) >= 4  # the residual Add joins the LayerNorm instead
+    assert fused.get("ipex::mha_scores_calc", 0) >= 2  # the graph-level attention fusion does not need oneDNN

@@ -1,4 +1,7 @@
+import contextlib
+import io
 import logging
+import os
 import re
 import sys
 
@@ -112,3 +115,40 @@ def test_ipex_import_leaves_the_root_logger_alone(tmp_path, monkeypatch, fresh_i
     before = list(root.handlers)
     assert probe_ipex(refresh=True).usable
     assert root.handlers == before
+
+
+def test_ipex_import_chatter_stays_out_of_the_output_but_later_warnings_do_not(
+    tmp_path, monkeypatch, fresh_ipex_probe, caplog
+):
+    """A stand-in IPEX that prints like the real one: native stderr, and a log handler of its own."""
+    fake = tmp_path / IPEX_MODULE
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import logging, os\n"
+        "os.write(2, b'[W OperatorEntry.cpp:218] Warning: Overriding a previously registered kernel\\n')\n"
+        "log = logging.getLogger('fake_ipex_chatter')\n"
+        "log.addHandler(logging.StreamHandler())\n"
+        "log.propagate = False\n"
+        "log.warning('No CUDA runtime is found, using CUDA_HOME=/usr/local')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, IPEX_MODULE, None)
+    monkeypatch.delitem(sys.modules, IPEX_MODULE)
+    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(torch, "__version__", "2.8.0")
+    native = tmp_path / "fd2.txt"
+    python_stderr = io.StringIO()
+    saved = os.dup(2)
+    with native.open("wb") as sink, contextlib.redirect_stderr(python_stderr), \
+            caplog.at_level(logging.DEBUG, logger="cpu_inference_helpers.ipex_support"):
+        os.dup2(sink.fileno(), 2)
+        try:
+            assert probe_ipex(refresh=True).usable
+            logging.getLogger("fake_ipex_chatter").warning("a later IPEX warning")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    printed = native.read_text() + python_stderr.getvalue()
+    assert "OperatorEntry" not in printed and "CUDA_HOME" not in printed
+    assert "a later IPEX warning" in printed
+    assert "OperatorEntry" in caplog.text and "CUDA_HOME" in caplog.text  # kept, at DEBUG level

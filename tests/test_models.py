@@ -46,7 +46,7 @@ def test_local_folder_loads_through_from_pretrained(tmp_path, tiny_model, tokeni
 
 
 def test_missing_model_gives_an_actionable_error(tmp_path):
-    with pytest.raises(OSError, match="random-bert-base"):
+    with pytest.raises(OSError, match="minilm-squadshifts"):
         load_qa_model_and_tokenizer(str(tmp_path / "no-such-model"))
 
 

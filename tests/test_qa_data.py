@@ -3,6 +3,7 @@ import json
 import lzma
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from cpu_inference_helpers.qa.data import (
     load_hub_dataset,
     load_squad_file,
     parse_squad,
+    require_scorable,
+    subset_dataset_path,
 )
 
 NESTED = {
@@ -44,7 +47,7 @@ def flat_records():
 
 
 def test_packaged_subset_is_valid_squad():
-    examples = load_squad_file(default_dataset_path())
+    examples = load_squad_file(subset_dataset_path())
     assert len(examples) == 303 and len({e.title for e in examples}) == 43
     for example in examples:
         assert example.answers["text"]
@@ -52,9 +55,34 @@ def test_packaged_subset_is_valid_squad():
             assert example.context[start : start + len(text)] == text
 
 
-def test_default_source_is_the_packaged_subset():
+def test_default_source_is_the_packaged_full_dev_set():
     examples, source = load_examples()
-    assert len(examples) == 303 and "packaged" in source
+    assert len(examples) == 10565 and "packaged" in source and default_dataset_path().name in source
+    assert len({e.title for e in examples}) == 48 and all(e.answers["text"] for e in examples)
+    exact = shifted = unlocated = 0
+    for example in examples:
+        for text, start in zip(example.answers["text"], example.answers["answer_start"], strict=True):
+            if start == -1:  # a restored answer text that does not occur verbatim (EM/F1 read texts only)
+                unlocated += 1
+                assert text not in example.context
+            elif example.context[start : start + len(text)] == text:
+                exact += 1
+            else:  # the source's known defect: answer_start one character early (most with a leading space)
+                shifted += 1
+                assert example.context[start + 1 : start + 1 + len(text)] == text
+    assert unlocated < 30 and shifted <= 15 and exact > 30000
+
+
+def test_packaged_dev_set_is_disjoint_from_the_training_data():
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "squadshifts"
+    if not shared.is_dir():
+        pytest.skip(f"the SQuADShifts training files are not at {shared}")
+    dev_ids = {example.id for example in load_examples()[0]}
+    dev_contexts = {example.context for example in load_examples()[0]}
+    for path in sorted(shared.glob("*.json.xz")):
+        train = load_squad_file(path)
+        assert not dev_ids & {example.id for example in train}, path.name
+        assert not dev_contexts & {example.context for example in train}, path.name
 
 
 @pytest.mark.parametrize(
@@ -98,10 +126,12 @@ def test_answer_lists_and_compressed_files(tmp_path):
          "1 texts but 0 starts"),
         ('[{"id": "1", "question": "q", "context": "c"}, {"id": "1", "question": "q", "context": "c"}]',
          "occur more than once"),
-        ('{"a": 1}\n{"b": 2\n', "line 2 is not valid JSON"),
+        ('{"a": 1}\n{"b": 2\n', "JSON lines: line 2 is not valid JSON"),
+        ('{\n  "data": [\n    {"id": "1", "question": "q", "context": "c"},\n  ]\n}\n',
+         "not valid JSON .* at line 4, column 3"),
     ],
     ids=["truncated", "no-data", "empty", "no-question", "no-context", "bad-type", "answer-mismatch",
-         "duplicate-id", "bad-json-line"],
+         "duplicate-id", "bad-json-line", "pretty-printed-stray-comma"],
 )
 def test_malformed_files_name_the_problem(tmp_path, content, message):
     path = tmp_path / "bad.json"
@@ -109,6 +139,27 @@ def test_malformed_files_name_the_problem(tmp_path, content, message):
     with pytest.raises(SquadFormatError, match=message) as raised:
         load_squad_file(path)
     assert str(path) in str(raised.value)
+
+
+def test_single_record_json_lines_file_is_accepted(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(flat_records()[0]) + "\n")
+    assert load_squad_file(path) == parse_squad(NESTED)[:1]
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [None, [], {"text": [], "answer_start": []}],
+    ids=["no-answers-field", "empty-list", "squad-v2-unanswerable"],
+)
+def test_files_without_any_gold_answer_are_refused_before_evaluation(answers):
+    record = {"id": "1", "question": "q", "context": "c"}
+    if answers is not None:
+        record["answers"] = answers
+    examples = parse_squad([record, {**record, "id": "2"}])
+    with pytest.raises(SquadFormatError, match="none of the 2 questions has a gold answer"):
+        require_scorable(examples, "x.json")
+    require_scorable(parse_squad(NESTED), "nested")  # answerable questions pass
 
 
 def test_missing_file(tmp_path):

@@ -45,6 +45,27 @@ def test_writes_table_json_csv_and_plot(comparison_run):
     assert "EM" in table and "break-even" in table and "random weights" in table
 
 
+def test_writes_run_qa_files_per_mode(comparison_run):
+    """run_qa.py's own outputs (utils_qa's prediction files, the Trainer's eval_results.json), one folder per mode."""
+    _, output, _ = comparison_run
+    ours = json.loads((output / "predictions.json").read_text())
+    payload = {r["name"]: r for r in json.loads((output / "results.json").read_text())["results"]}
+    for name, folder in [("eager", "eager"), ("ipex+jit", "ipex+jit"), ("jit:bf16", "jit-bf16")]:
+        predictions = json.loads((output / folder / "eval_predictions.json").read_text())
+        nbest = json.loads((output / folder / "eval_nbest_predictions.json").read_text())
+        metrics = json.loads((output / folder / "eval_results.json").read_text())
+        assert predictions == ours[name] and list(predictions) == list(nbest)
+        for question, entries in nbest.items():
+            assert entries[0]["text"] == predictions[question] and 1 <= len(entries) <= 20
+            assert list(entries[0]) == ["start_logit", "end_logit", "text", "probability"]
+            assert sum(entry["probability"] for entry in entries) == pytest.approx(1.0, abs=1e-6)
+            scores = [entry["start_logit"] + entry["end_logit"] for entry in entries]
+            assert scores == sorted(scores, reverse=True)
+        assert sorted(metrics) == ["eval_exact_match", "eval_f1", "eval_runtime", "eval_samples",
+                                   "eval_samples_per_second", "eval_steps_per_second"]
+        assert metrics["eval_f1"] == payload[name]["f1"] and metrics["eval_samples"] == payload[name]["samples"]
+
+
 def test_fp32_modes_give_the_same_answers_as_eager(comparison_run):
     _, output, _ = comparison_run
     results = {r["name"]: r for r in json.loads((output / "results.json").read_text())["results"]}
@@ -123,3 +144,23 @@ def test_validation_file_is_used(tmp_path):
     assert main([*TINY, "--validation_file", str(path), "--output_dir", str(tmp_path), "--modes", "eager"]) == 0
     payload = json.loads((tmp_path / "results.json").read_text())
     assert payload["metadata"]["questions"] == 1 and payload["metadata"]["data"] == str(path)
+
+
+def test_every_timed_batch_has_a_warmed_up_shape(tiny_model, tokenizer):
+    """A smaller last batch is run once, untimed, before the timed loop (no recompilation inside it)."""
+    from cpu_inference_helpers.qa import comparison
+    from cpu_inference_helpers.qa.data import load_squad_file, subset_dataset_path
+    from cpu_inference_helpers.qa.features import prepare_validation_features
+
+    examples = load_squad_file(subset_dataset_path())[:6]
+    features = prepare_validation_features(examples, tokenizer, 64, 16)
+    batches = list(features.batches(4))
+    assert len({tuple(b["input_ids"].shape) for b in batches}) == 2  # the last batch is smaller
+    runs = comparison.prepare_modes(tiny_model, batches[0], [ModeSpec("eager"), ModeSpec("jit")], warmup_steps=1)
+    with pytest.raises(RuntimeError, match="not warmed up"):
+        comparison.run_interleaved(runs, batches)
+    setup_before = [run.setup_s for run in runs]
+    comparison.warm_up_remaining_shapes(runs, batches)
+    assert all(run.setup_s > before for run, before in zip(runs, setup_before, strict=True))
+    comparison.run_interleaved(runs, batches)
+    assert all(len(run.latencies) == len(batches) for run in runs)

@@ -3,7 +3,9 @@ import logging
 import pytest
 import torch
 
+from cpu_inference_helpers.attention import with_attention_implementation
 from cpu_inference_helpers.tracing import (
+    contrasting_inputs,
     forward_parameter_names,
     max_abs_difference,
     trace_model,
@@ -77,3 +79,63 @@ def test_max_abs_difference_handles_shapes_and_types():
     a = {"x": torch.zeros(2), "y": (torch.ones(1),)}
     assert max_abs_difference(a, (torch.zeros(2), torch.full((1,), 3.0))) == 2.0
     assert max_abs_difference(a, (torch.zeros(3), torch.ones(1))) == float("inf")
+
+
+class DataDependentBranch(torch.nn.Module):
+    """Takes one of two branches depending on the input's values: a trace records only one."""
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        total = input_ids.float().mean()
+        if total > 4:
+            return total * 2
+        return total - 1000
+
+
+def test_a_data_dependent_branch_falls_back_instead_of_tracing_one_branch(caplog):
+    model = DataDependentBranch()
+    example = {"input_ids": torch.full((1, 8), 5, dtype=torch.long)}
+    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers.tracing"):
+        result = trace_model(model, example)
+    assert not result.traced and result.model is model
+    assert "TracerWarning" in result.reason and "Python boolean" in result.reason
+    assert "differs from eager" in result.reason and "torch.compile" in result.reason
+    assert "failed to use PyTorch jit mode" in caplog.text
+    # Without the check the trace "works" on the example and is silently wrong on other inputs:
+    other = {"input_ids": torch.ones(1, 8, dtype=torch.long)}
+    with pytest.warns(torch.jit.TracerWarning):
+        raw = torch.jit.trace(model, example_kwarg_inputs=example, strict=False)
+    assert raw(**other).item() != model(**other).item()
+
+
+class SkipsMaskWhenUnpadded(torch.nn.Module):
+    """transformers 5's pattern: drop the attention mask when nothing is padded (a data-dependent branch)."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        values = input_ids.float()
+        if bool(attention_mask.all()):
+            return values.sum(dim=-1)
+        return (values * attention_mask).sum(dim=-1)
+
+
+def test_a_mask_branch_is_accepted_only_when_it_holds_for_other_padding():
+    model = SkipsMaskWhenUnpadded()
+    ids = torch.arange(1, 9).reshape(1, 8)
+    padded = {"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1, 0, 0]])}
+    unpadded = {"input_ids": ids, "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+    assert trace_model(model, padded).traced  # the masked branch is right for every input
+    result = trace_model(model, unpadded)  # the unmasked branch is wrong for padded inputs
+    assert not result.traced and "on another input it differs" in result.reason
+
+
+def test_contrasting_inputs_change_ids_and_flip_padding(example_batch):
+    second = contrasting_inputs(example_batch)
+    assert {k: v.shape for k, v in second.items()} == {k: v.shape for k, v in example_batch.items()}
+    assert not torch.equal(second["input_ids"], example_batch["input_ids"])
+    assert bool((example_batch["attention_mask"] == 0).any()) and bool(second["attention_mask"].all())
+    assert torch.equal(second["token_type_ids"], example_batch["token_type_ids"])
+
+
+def test_transformers_bert_traces_with_either_attention(tiny_model, example_batch):
+    for attention in ("sdpa", "eager"):
+        result = trace_model(with_attention_implementation(tiny_model, attention), example_batch)
+        assert result.traced, result.reason

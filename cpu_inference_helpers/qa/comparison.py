@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from ..benchmarking import LatencyStats, break_even_samples, time_call
 from ..optimize import InferenceModel, parse_mode, prepare_for_inference
 from ..precision import parse_precision
-from .data import SquadExample
+from .data import SquadExample, require_scorable
 from .features import QAFeatures
-from .metrics import squad_metrics
-from .postprocess import postprocess_predictions
+from .metrics import paired_f1_change, squad_metrics
+from .postprocess import NBestEntry, postprocess_with_nbest
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class ModeResult:
     speedup_vs_eager: float = 1.0
     break_even_samples: float = 0.0
     same_answers_as_eager: float = 1.0
+    exact_match_change_vs_eager: float = 0.0
+    f1_change_vs_eager: float = 0.0
+    f1_change_95ci: float = 0.0
     max_logit_diff_vs_eager: float = 0.0
     batch_latencies_s: list[float] = field(default_factory=list, repr=False)
 
@@ -86,6 +89,8 @@ class ModeResult:
         data = asdict(self)
         if math.isinf(self.break_even_samples):
             data["break_even_samples"] = None  # JSON has no infinity: never breaks even
+        if math.isinf(self.f1_change_95ci):
+            data["f1_change_95ci"] = None  # a single question: no spread to estimate
         return data
 
 
@@ -95,6 +100,7 @@ class _ModeRun:
     model: InferenceModel
     setup_s: float
     latencies: list[float] = field(default_factory=list)
+    warmed_shapes: set[tuple[int, ...]] = field(default_factory=set)
     start_logits: list[np.ndarray] = field(default_factory=list)
     end_logits: list[np.ndarray] = field(default_factory=list)
 
@@ -125,12 +131,41 @@ def prepare_modes(
         if not prepared.traced:  # traced models were warmed up by trace_model already
             for _ in range(warmup_steps):
                 prepared(**example_batch)
-        runs.append(_ModeRun(spec, prepared, time.perf_counter() - start))
+        run = _ModeRun(spec, prepared, time.perf_counter() - start)
+        run.warmed_shapes.add(_shape(example_batch))
+        runs.append(run)
     return runs
 
 
+def _shape(batch: dict[str, torch.Tensor]) -> tuple[int, ...]:
+    return tuple(batch["input_ids"].shape)
+
+
+def warm_up_remaining_shapes(runs: Sequence[_ModeRun], batches: Sequence[dict[str, torch.Tensor]]) -> None:
+    """Run every mode once, untimed, on each batch shape it has not seen (e.g. a smaller last batch).
+
+    Compiled modes (`torch.compile` with static shapes, traced graphs' profiling executor)
+    re-specialise on a new shape; that cost belongs to set-up, not to the timed batches.
+    """
+    for run in runs:
+        for batch in batches:
+            if _shape(batch) in run.warmed_shapes:
+                continue
+            start = time.perf_counter()
+            run.model(**batch)
+            run.setup_s += time.perf_counter() - start
+            run.warmed_shapes.add(_shape(batch))
+
+
 def run_interleaved(runs: Sequence[_ModeRun], batches: Sequence[dict[str, torch.Tensor]]) -> None:
-    """Time every batch in every mode, rotating the order of modes from batch to batch."""
+    """Time every batch in every mode, rotating the order of modes from batch to batch.
+
+    Every batch shape must have been warmed up in every mode (`warm_up_remaining_shapes`).
+    """
+    for run in runs:
+        cold = {_shape(batch) for batch in batches} - run.warmed_shapes
+        if cold:
+            raise RuntimeError(f"{run.spec.name}: batch shapes {sorted(cold)} were not warmed up before timing")
     for index, batch in enumerate(tqdm(batches, desc=f"evaluating {len(runs)} modes", unit="batch")):
         for offset in range(len(runs)):
             run = runs[(index + offset) % len(runs)]
@@ -151,25 +186,28 @@ def compare_modes(
     max_answer_length: int = 30,
     warmup_steps: int = 2,
     allow_emulated_bf16: bool = False,
-) -> tuple[list[ModeResult], dict[str, dict[str, str]]]:
+) -> tuple[list[ModeResult], dict[str, dict[str, str]], dict[str, dict[str, list[NBestEntry]]]]:
     """Evaluate `examples` in every mode of `specs`; eager fp32 is added first as the reference.
 
     Returns:
-        The per-mode results, and the predicted answer per question id for each mode.
+        The per-mode results, the predicted answer per question id for each mode, and the
+        n-best answers per question id for each mode (utils_qa's n-best layout).
     """
     if batch_size < 1:
         raise ValueError("the batch size must be at least 1")
+    require_scorable(examples, "the examples to compare on")
     if ModeSpec(REFERENCE) not in specs:
         logger.info("adding eager fp32 as the reference mode")
     specs = [ModeSpec(REFERENCE)] + [spec for spec in specs if spec != ModeSpec(REFERENCE)]
     batches = list(features.batches(batch_size))
     runs = prepare_modes(model, batches[0], specs, warmup_steps, allow_emulated_bf16)
+    warm_up_remaining_shapes(runs, batches)
     run_interleaved(runs, batches)
 
-    results, all_predictions = [], {}
+    results, all_predictions, all_nbest = [], {}, {}
     for run in runs:
         start_logits, end_logits = np.concatenate(run.start_logits), np.concatenate(run.end_logits)
-        predictions = postprocess_predictions(
+        predictions, nbest = postprocess_with_nbest(
             examples, features.example_ids, features.offset_mappings, start_logits, end_logits,
             n_best_size, max_answer_length,
         )
@@ -192,6 +230,7 @@ def compare_modes(
             )
         )
         all_predictions[run.spec.name] = predictions
+        all_nbest[run.spec.name] = nbest
         run.start_logits, run.end_logits = [start_logits], [end_logits]
 
     reference_run, reference = runs[0], results[0]
@@ -203,10 +242,14 @@ def compare_modes(
         )
         same = [all_predictions[result.name][e.id] == all_predictions[REFERENCE][e.id] for e in examples]
         result.same_answers_as_eager = sum(same) / len(same)
+        result.exact_match_change_vs_eager = result.exact_match - reference.exact_match
+        result.f1_change_vs_eager, result.f1_change_95ci = paired_f1_change(
+            examples, all_predictions[result.name], all_predictions[REFERENCE]
+        )
         result.max_logit_diff_vs_eager = float(
             max(
                 np.abs(run.start_logits[0] - reference_run.start_logits[0]).max(),
                 np.abs(run.end_logits[0] - reference_run.end_logits[0]).max(),
             )
         )
-    return results, all_predictions
+    return results, all_predictions, all_nbest

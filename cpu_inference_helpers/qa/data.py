@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 OFFICIAL_DEV_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json"
 OFFICIAL_DEV_QUESTIONS = 10570
-DEFAULT_SUBSET = "squad_v1.1_dev_subset.json"
+DEFAULT_DEV = "squad_v1.1_dev.json.xz"
+DEV_SUBSET = "squad_v1.1_dev_subset.json"
 
 
 class SquadFormatError(ValueError):
@@ -48,8 +49,13 @@ class SquadExample:
 
 
 def default_dataset_path() -> Path:
-    """The packaged SQuAD v1.1 dev subset (303 questions, CC BY-SA 4.0)."""
-    return Path(str(resources.files("cpu_inference_helpers") / "data" / DEFAULT_SUBSET))
+    """The packaged SQuAD v1.1 dev set (10,565 questions, CC BY-SA 4.0): the offline default."""
+    return Path(str(resources.files("cpu_inference_helpers") / "data" / DEFAULT_DEV))
+
+
+def subset_dataset_path() -> Path:
+    """The packaged 303-question SQuAD v1.1 dev subset (paragraphs round-robin over 43 articles), for quick runs."""
+    return Path(str(resources.files("cpu_inference_helpers") / "data" / DEV_SUBSET))
 
 
 def _open_text(path: Path):
@@ -61,23 +67,39 @@ def _open_text(path: Path):
 
 
 def _read_json_or_lines(path: Path) -> Any:
+    """Parse a file as one JSON document, or as JSON lines when that is what it is.
+
+    JSON lines is tried only when the whole file is not one JSON document but its first
+    non-empty line is one on its own; otherwise the whole-document error, with its line and
+    column, is reported (a pretty-printed file with a stray comma is not JSON lines).
+    """
     with _open_text(path) as handle:
         text = handle.read()
     try:
         return json.loads(text)
     except json.JSONDecodeError as whole_error:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) > 1:
-            records = []
-            for number, line in enumerate(lines, start=1):
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise SquadFormatError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
-            return records
-        raise SquadFormatError(
-            f"{path}: not valid JSON ({whole_error.msg} at line {whole_error.lineno}, column {whole_error.colno})"
-        ) from None
+        lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        first_line_is_a_document = False
+        if lines:
+            try:
+                json.loads(lines[0][1])
+                first_line_is_a_document = True
+            except json.JSONDecodeError:
+                pass
+        if not first_line_is_a_document:
+            raise SquadFormatError(
+                f"{path}: not valid JSON ({whole_error.msg} at line {whole_error.lineno}, "
+                f"column {whole_error.colno})"
+            ) from None
+        records = []
+        for number, line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise SquadFormatError(
+                    f"{path}: JSON lines: line {number} is not valid JSON ({error.msg} at column {error.colno})"
+                ) from None
+        return records
 
 
 def _require(record: Any, key: str, kind: type | tuple[type, ...], where: str, source: str) -> Any:
@@ -155,6 +177,8 @@ def _from_flat(records: Iterable[Any], source: str, prefix: str = "") -> list[Sq
 
 def parse_squad(data: Any, source: str = "<data>") -> list[SquadExample]:
     """Turn parsed JSON in any accepted layout into examples, or raise `SquadFormatError`."""
+    if isinstance(data, Mapping) and "data" not in data and {"question", "context"} <= set(data):
+        data = [data]  # a JSON-lines file with a single record parses as one object
     records = data.get("data") if isinstance(data, Mapping) else data
     if isinstance(data, Mapping) and records is None:
         raise SquadFormatError(f"{source}: a JSON object needs a 'data' list (found keys {sorted(data)[:5]})")
@@ -173,6 +197,20 @@ def parse_squad(data: Any, source: str = "<data>") -> list[SquadExample]:
     if duplicates:
         raise SquadFormatError(f"{source}: {duplicates} question ids occur more than once")
     return examples
+
+
+def require_scorable(examples: Sequence[SquadExample], source: str) -> None:
+    """Raise `SquadFormatError` when no example has a gold answer: EM/F1 would have nothing to score.
+
+    Called before the evaluation, so a file of unanswerable questions (SQuAD v2 style) or one
+    without `answers` is refused at once rather than after the whole run.
+    """
+    if not any(example.answers["text"] for example in examples):
+        raise SquadFormatError(
+            f"{source}: none of the {len(examples)} questions has a gold answer, so EM/F1 cannot be computed. "
+            "Give each question answers ({'text': [...], 'answer_start': [...]}); SQuAD v2's unanswerable "
+            "questions are not supported"
+        )
 
 
 def load_squad_file(path: str | Path) -> list[SquadExample]:
@@ -208,7 +246,7 @@ def load_examples(
     if dataset_name:
         return load_hub_dataset(dataset_name, dataset_config), f"{dataset_name} (datasets)"
     path = default_dataset_path()
-    return load_squad_file(path), f"packaged SQuAD v1.1 dev subset ({path.name})"
+    return load_squad_file(path), f"packaged SQuAD v1.1 dev set ({path.name})"
 
 
 def fetch_squad_dev(destination: str | Path, url: str = OFFICIAL_DEV_URL, sha256: str | None = None) -> Path:

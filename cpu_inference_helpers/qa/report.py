@@ -23,6 +23,8 @@ COLUMNS = [
     ("setup s", "{:.2f}"),
     ("break-even", "{}"),
     ("same answers", "{:.1%}"),
+    ("dEM", "{:+.2f}"),
+    ("dF1", "{}"),
     ("max |dlogit|", "{:.2g}"),
 ]
 
@@ -31,6 +33,12 @@ def _break_even_text(samples: float) -> str:
     if math.isinf(samples):
         return "never"
     return f"{math.ceil(samples)} samples"
+
+
+def _change_text(change: float, half_width: float) -> str:
+    if math.isinf(half_width):
+        return f"{change:+.2f}"
+    return f"{change:+.2f}±{half_width:.2f}"
 
 
 def _row(result: ModeResult) -> list[Any]:
@@ -46,6 +54,8 @@ def _row(result: ModeResult) -> list[Any]:
         result.setup_s,
         _break_even_text(result.break_even_samples),
         result.same_answers_as_eager,
+        result.exact_match_change_vs_eager,
+        _change_text(result.f1_change_vs_eager, result.f1_change_95ci),
         result.max_logit_diff_vs_eager,
     ]
 

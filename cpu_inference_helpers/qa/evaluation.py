@@ -1,0 +1,173 @@
+"""The run_qa comparison as a library call: load, evaluate every mode side by side, write the outputs.
+
+`evaluate_modes(settings)` is what `python -m cpu_inference_helpers.run_qa` runs and what the
+notebooks call. It checks everything that can be checked (output folder, data, model, window
+sizes) before the evaluation starts, and writes its files all at once or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..capabilities import detect_capabilities
+from ..models import DEFAULT_MODEL, load_qa_model_and_tokenizer
+from ..output_files import OutputWriteError, StagedFiles, prepare_output_dir, staged_outputs
+from .comparison import ModeResult, ModeSpec, compare_modes, parse_mode_list
+from .data import load_examples, require_scorable
+from .features import prepare_validation_features
+from .postprocess import NBestEntry
+from .report import plot_results, write_csv, write_json
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16"
+
+
+@dataclass
+class EvaluationSettings:
+    """What to evaluate and how; the names follow run_qa.py's flags."""
+
+    model_name_or_path: str = DEFAULT_MODEL
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    validation_file: str | None = None
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_eval_samples: int | None = None
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    per_device_eval_batch_size: int = 8
+    modes: list[ModeSpec] = field(default_factory=lambda: parse_mode_list(DEFAULT_MODES))
+    attn_implementation: str = "sdpa"
+    warmup_steps: int = 2
+    allow_emulated_bf16: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Evaluation:
+    """The outcome: per-mode results, answers and n-best lists, and the run's metadata."""
+
+    results: list[ModeResult]
+    predictions: dict[str, dict[str, str]]
+    nbest: dict[str, dict[str, list[NBestEntry]]]
+    metadata: dict[str, Any]
+    title: str
+    random_weights: bool
+
+    def by_mode(self) -> dict[str, ModeResult]:
+        """The results keyed by mode name."""
+        return {result.name: result for result in self.results}
+
+
+def mode_folder(name: str) -> str:
+    """The sub-folder of the output folder with one mode's run_qa.py files ("ipex+jit:bf16" -> "ipex+jit-bf16")."""
+    return name.replace(":", "-")
+
+
+def write_run_qa_files(stage: StagedFiles, result: ModeResult, predictions: dict, nbest: dict) -> None:
+    """The files transformers' run_qa.py writes with --output_dir, with its names and layout, for one mode.
+
+    eval_predictions.json (id -> answer) and eval_nbest_predictions.json (id -> n-best list) as
+    utils_qa.postprocess_qa_predictions writes them (indent 4), and eval_results.json as the
+    Trainer's save_metrics("eval", ...) does (sorted keys, indent 4).
+    """
+    folder = mode_folder(result.name)
+    stage.path(f"{folder}/eval_predictions.json").write_text(json.dumps(predictions, indent=4) + "\n")
+    stage.path(f"{folder}/eval_nbest_predictions.json").write_text(json.dumps(nbest, indent=4) + "\n")
+    runtime = sum(result.batch_latencies_s)
+    metrics = {
+        "eval_exact_match": result.exact_match,
+        "eval_f1": result.f1,
+        "eval_samples": result.samples,
+        "eval_runtime": round(runtime, 4),
+        "eval_samples_per_second": round(result.samples / runtime, 3),
+        "eval_steps_per_second": round(len(result.batch_latencies_s) / runtime, 3),
+    }
+    stage.path(f"{folder}/eval_results.json").write_text(json.dumps(metrics, indent=4, sort_keys=True) + "\n")
+
+
+def write_outputs(evaluation: Evaluation, output_dir: Path) -> None:
+    """results.json/.csv, predictions.json, comparison.png and run_qa.py's files per mode: all new or all old."""
+    with staged_outputs(output_dir) as stage:
+        write_json(stage.path("results.json"), evaluation.results, evaluation.metadata)
+        write_csv(stage.path("results.csv"), evaluation.results)
+        stage.path("predictions.json").write_text(
+            json.dumps(evaluation.predictions, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        plot_results(stage.path("comparison.png"), evaluation.results, evaluation.title)
+        for result in evaluation.results:
+            write_run_qa_files(stage, result, evaluation.predictions[result.name], evaluation.nbest[result.name])
+
+
+def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None = None) -> Evaluation:
+    """Evaluate every mode of `settings` side by side (eager fp32 added as the reference).
+
+    Raises (before any evaluation) `OutputDirError`, `SquadFormatError`, `FileNotFoundError`,
+    `OSError` or `ValueError` with a message that says what to change. With `output_dir`,
+    writes the outputs there (see `write_outputs`).
+    """
+    if settings.per_device_eval_batch_size < 1:
+        raise ValueError("per_device_eval_batch_size must be at least 1")
+    folder = prepare_output_dir(output_dir) if output_dir is not None else None
+    examples, source = load_examples(settings.dataset_name, settings.validation_file, settings.dataset_config_name)
+    if settings.max_eval_samples:
+        examples = examples[: settings.max_eval_samples]
+    require_scorable(examples, source)
+    loaded = load_qa_model_and_tokenizer(settings.model_name_or_path, settings.attn_implementation, settings.seed)
+    features = prepare_validation_features(
+        examples, loaded.tokenizer, settings.max_seq_length, settings.doc_stride,
+        model_max_positions=getattr(loaded.model.config, "max_position_embeddings", None),
+    )
+    capabilities = detect_capabilities()
+    threads = torch.get_num_threads()
+    logger.info(
+        "evaluating %d questions (%d windows) from %s with %s, batch %d, %d threads, modes: %s",
+        len(examples), len(features), source, loaded.name, settings.per_device_eval_batch_size, threads,
+        ", ".join(spec.name for spec in settings.modes),
+    )
+    results, predictions, nbest = compare_modes(
+        loaded.model, examples, features, settings.modes,
+        batch_size=settings.per_device_eval_batch_size, n_best_size=settings.n_best_size,
+        max_answer_length=settings.max_answer_length, warmup_steps=settings.warmup_steps,
+        allow_emulated_bf16=settings.allow_emulated_bf16,
+    )
+    arguments = asdict(settings)
+    arguments["modes"] = [spec.name for spec in settings.modes]
+    metadata = {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "model": loaded.name,
+        "random_weights": loaded.random_weights,
+        "data": source,
+        "questions": len(examples),
+        "samples": len(features),
+        "batch_size": settings.per_device_eval_batch_size,
+        "max_seq_length": features.max_seq_length,
+        "max_seq_length_requested": settings.max_seq_length,
+        "doc_stride": settings.doc_stride,
+        "truncated_questions": features.truncated_questions,
+        "attn_implementation": settings.attn_implementation,
+        "threads": threads,
+        "arguments": arguments,
+        "machine": capabilities.as_dict(),
+    }
+    title = (
+        f"{loaded.name} on {len(examples)} questions ({len(features)} samples, seq {features.max_seq_length}, "
+        f"batch {settings.per_device_eval_batch_size}), {capabilities.model_name}, {threads} threads"
+    )
+    evaluation = Evaluation(results, predictions, nbest, metadata, title, loaded.random_weights)
+    if folder is not None:
+        try:
+            write_outputs(evaluation, folder)
+        except OSError as error:
+            raise OutputWriteError(
+                f"could not write the results to {folder} ({error}); earlier results there are unchanged"
+            ) from error
+    return evaluation

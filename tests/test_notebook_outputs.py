@@ -1,0 +1,60 @@
+"""The stored notebook outputs are clean and their strictly compared cells cannot depend on the CPU."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+FORBIDDEN = {
+    "C++ kernel-override warning": re.compile(r"OperatorEntry\.cpp|Overriding a previously registered kernel"),
+    "CUDA_HOME line": re.compile(r"CUDA_HOME"),
+    "transformers loss-type chatter": re.compile(r"loss_type=None"),
+    "machine path": re.compile(r"/(root|home|work|tmp)/|site-packages"),
+}
+#: Words that only a vendor-, ISA- or kernel-dependent fact prints; a strict cell must not print them.
+#: (A cell may name another CPU it describes, like notebook 03's stored Skylake /proc/cpuinfo.)
+CPU_DEPENDENT = re.compile(r"AuthenticAMD|GenuineIntel|EPYC|AMX|native bf16|IPEX usable|mkl_sgemm|GFLOP|\d ms\b")
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def output_text(cell: dict) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append("".join(output.get("text", "")))
+        parts.append("".join(output.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 4
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_carry_no_warnings_paths_or_widget_state(path):
+    notebook = json.loads(path.read_text())
+    assert "widgets" not in notebook["metadata"]
+    for index, cell in enumerate(notebook["cells"]):
+        text = output_text(cell)
+        for what, pattern in FORBIDDEN.items():
+            assert not pattern.search(text), f"{path.name} cell {index}: {what}: {pattern.search(text).group(0)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_strict_cells_print_nothing_that_depends_on_the_cpu(path):
+    for index, cell in enumerate(cells(path)):
+        if cell["cell_type"] != "code" or "# NBVAL_IGNORE_OUTPUT" in "".join(cell["source"]):
+            continue
+        text = output_text(cell)
+        assert not CPU_DEPENDENT.search(text), f"{path.name} cell {index} prints {CPU_DEPENDENT.search(text)[0]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_compares_something_on_every_stack(path):
+    """--nbval-lax (the modern stack) compares only cells marked NBVAL_CHECK_OUTPUT."""
+    marked = [cell for cell in cells(path) if "# NBVAL_CHECK_OUTPUT" in "".join(cell["source"])]
+    assert marked and all(cell.get("outputs") for cell in marked)
