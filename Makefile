@@ -29,7 +29,7 @@ endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 QA_OUTPUT ?= results/qa
-QA_QUESTIONS ?= 2000
+QA_QUESTIONS ?= 1000
 TRAIN_OUTPUT ?= results/train
 TRAIN_FILES ?= ../shared/data/squadshifts/*.json.xz
 # The notebooks read their sizes from TUTORIAL_* variables: tests run them small, JupyterLab full size.

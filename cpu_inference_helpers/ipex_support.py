@@ -124,6 +124,12 @@ def _import_chatter_captured() -> Iterator[None]:
         real_stderr.flush()
     saved_descriptor = os.dup(2)
     python_output = io.StringIO()
+    # Handlers made before the import (torch's own, created when torch was imported) hold the
+    # stderr object of that time: in Jupyter that is the kernel's stream, not file descriptor 2.
+    earlier = [(handler, handler.stream) for handler in _stream_handlers()
+               if handler.stream in (real_stderr, sys.__stderr__)]
+    for handler, _ in earlier:
+        handler.setStream(python_output)
     with tempfile.TemporaryFile() as native_output:
         os.dup2(native_output.fileno(), 2)
         try:
@@ -134,12 +140,27 @@ def _import_chatter_captured() -> Iterator[None]:
             os.close(saved_descriptor)
             native_output.seek(0)
             captured = native_output.read().decode(errors="replace") + python_output.getvalue()
-            for logger_object in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-                for handler in getattr(logger_object, "handlers", []):
-                    if isinstance(handler, logging.StreamHandler) and handler.stream is python_output:
-                        handler.setStream(real_stderr)
+            for handler, stream in earlier:
+                handler.setStream(stream)
+            for handler in _stream_handlers():  # created during the import, pointed at our buffer
+                if handler.stream is python_output:
+                    handler.setStream(real_stderr)
     if captured.strip():
         logger.debug("importing IPEX printed:\n%s", captured.strip())
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    """Every StreamHandler with a settable stream attached to the root logger or a named logger.
+
+    (`logging.lastResort`-style handlers always write to the current `sys.stderr`; they are left out.)
+    """
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [
+        handler
+        for logger_object in loggers
+        for handler in getattr(logger_object, "handlers", [])
+        if isinstance(handler, logging.StreamHandler) and not isinstance(type(handler).__dict__.get("stream"), property)
+    ]
 
 
 def _remove_handlers_added_since(previous: list[logging.Handler]) -> None:

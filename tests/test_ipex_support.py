@@ -129,7 +129,8 @@ def test_ipex_import_chatter_stays_out_of_the_output_but_later_warnings_do_not(
         "log = logging.getLogger('fake_ipex_chatter')\n"
         "log.addHandler(logging.StreamHandler())\n"
         "log.propagate = False\n"
-        "log.warning('No CUDA runtime is found, using CUDA_HOME=/usr/local')\n"
+        "log.warning('IPEX start-up notice')\n"
+        "logging.getLogger('fake_torch_logger').warning('No CUDA runtime is found, using CUDA_HOME=/usr/local')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)
@@ -139,16 +140,22 @@ def test_ipex_import_chatter_stays_out_of_the_output_but_later_warnings_do_not(
     native = tmp_path / "fd2.txt"
     python_stderr = io.StringIO()
     saved = os.dup(2)
+    earlier_logger = logging.getLogger("fake_torch_logger")  # like torch's handler, made before IPEX is imported
+    earlier_logger.propagate = False
     with native.open("wb") as sink, contextlib.redirect_stderr(python_stderr), \
             caplog.at_level(logging.DEBUG, logger="cpu_inference_helpers.ipex_support"):
+        earlier_handler = logging.StreamHandler()  # bound to the current sys.stderr, as in a Jupyter kernel
+        earlier_logger.addHandler(earlier_handler)
         os.dup2(sink.fileno(), 2)
         try:
             assert probe_ipex(refresh=True).usable
             logging.getLogger("fake_ipex_chatter").warning("a later IPEX warning")
+            earlier_logger.warning("a later torch warning")
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            earlier_logger.removeHandler(earlier_handler)
     printed = native.read_text() + python_stderr.getvalue()
-    assert "OperatorEntry" not in printed and "CUDA_HOME" not in printed
-    assert "a later IPEX warning" in printed
+    assert "OperatorEntry" not in printed and "CUDA_HOME" not in printed and "start-up notice" not in printed
+    assert "a later IPEX warning" in printed and "a later torch warning" in printed
     assert "OperatorEntry" in caplog.text and "CUDA_HOME" in caplog.text  # kept, at DEBUG level
