@@ -399,6 +399,13 @@ def select_paths(parser: argparse.ArgumentParser, names: str | None) -> list[Pat
     return [known[REFERENCE]] + [known[name] for name in wanted if name != REFERENCE]
 
 
+def usable_cpu_count() -> int:
+    """The cores this process may run on (its affinity mask on Linux; `os.cpu_count()` elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cpu_inference_helpers.bench`; returns the exit status."""
     parser = build_parser()
@@ -412,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = select_paths(parser, args.paths)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("cpu_inference_helpers.bench").setLevel(logging.INFO)
-    threads = args.threads or len(os.sched_getaffinity(0))
+    threads = args.threads or usable_cpu_count()
     torch.set_num_threads(threads)
     capabilities = detect_capabilities()
 

@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import math
+import os
+import tempfile
 
 import pytest
 import torch
@@ -142,3 +144,19 @@ def test_peers_run_without_pinning_or_spinning(peer, example_batch):
     else:
         options = runner.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_onnx_export_leaves_no_temporary_copy(example_batch, tmp_path, monkeypatch):
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        pytest.skip("onnxruntime/onnx are not installed")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TemporaryDirectory creates its folders
+    runner = peers.build_onnxruntime(build_random_qa_model("random-bert-tiny", seed=8), example_batch)
+    assert runner(**example_batch)["start_logits"].shape == example_batch["input_ids"].shape
+    assert not list(tmp_path.glob(f"{peers.ONNX_EXPORT_PREFIX}*"))
+
+
+def test_usable_cpu_count_without_affinity_support(monkeypatch):
+    assert bench.usable_cpu_count() >= 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert bench.usable_cpu_count() == 6
