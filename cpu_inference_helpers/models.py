@@ -29,6 +29,7 @@ from transformers import (
 from .shipped_checkpoint import SHIPPED_MODEL_NAME, load_shipped_model
 
 logger = logging.getLogger(__name__)
+_WARNED_RANDOM: set[str] = set()
 
 #: Offline model names and their configurations: bert-base's shape, and a tiny one for tests.
 RANDOM_MODELS: dict[str, dict[str, int]] = {
@@ -117,13 +118,15 @@ def load_qa_model_and_tokenizer(
     if name_or_path == SHIPPED_MODEL_NAME:
         return LoadedModel(load_shipped_model(attn_implementation), load_offline_tokenizer(), name_or_path, False)
     if name_or_path in RANDOM_MODELS:
-        logger.warning(
-            "%s has random weights: its speed is real, its EM/F1 are meaningless. For real answers use "
-            "the offline default %s, or %s where the Hub is reachable.",
-            name_or_path,
-            SHIPPED_MODEL_NAME,
-            REFERENCE_CHECKPOINT,
-        )
+        if name_or_path not in _WARNED_RANDOM:  # once per process and model: notebooks load it many times
+            _WARNED_RANDOM.add(name_or_path)
+            logger.warning(
+                "%s has random weights: its speed is real, its EM/F1 are meaningless. For real answers use "
+                "the offline default %s, or %s where the Hub is reachable.",
+                name_or_path,
+                SHIPPED_MODEL_NAME,
+                REFERENCE_CHECKPOINT,
+            )
         model = build_random_qa_model(name_or_path, seed, attn_implementation)
         return LoadedModel(model, load_offline_tokenizer(), name_or_path, True)
     looks_like_path = name_or_path.startswith((".", "~", "/")) or Path(name_or_path).exists()

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -53,3 +55,13 @@ def test_missing_model_gives_an_actionable_error(tmp_path):
 def test_unknown_offline_name():
     with pytest.raises(ValueError, match="choose one of"):
         build_random_qa_model("random-gpt")
+
+
+def test_the_random_weights_warning_comes_once_per_process(monkeypatch, caplog):
+    from cpu_inference_helpers import models
+
+    monkeypatch.setattr(models, "_WARNED_RANDOM", set())
+    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers.models"):
+        for _ in range(3):
+            assert load_qa_model_and_tokenizer("random-bert-tiny").random_weights
+    assert caplog.text.count("has random weights") == 1
