@@ -134,40 +134,6 @@ def export_shipped_weights(model: BertForQuestionAnswering, folder: Path, metada
     return weights_path
 
 
-#: How many packaged questions the manifest's reference scores cover (tests/test_shipped_checkpoint.py).
-REFERENCE_QUESTIONS = 40
-
-
-def record_reference_scores(folder: Path) -> dict[str, float]:
-    """Score the weights in `folder`, as loaded (fp16 -> fp32), on the first packaged dev-subset questions.
-
-    The EM/F1 go into the manifest as `subset40_exact_match` / `subset40_f1`: the values a
-    fresh clone must reproduce (within a margin for other CPUs' rounding).
-    """
-    from .models import load_offline_tokenizer
-    from .qa.data import load_squad_file, subset_dataset_path
-    from .qa.features import prepare_validation_features
-    from .qa.metrics import squad_metrics
-    from .qa.postprocess import postprocess_predictions
-
-    model, tokenizer = load_shipped_model(folder=folder), load_offline_tokenizer()
-    examples = load_squad_file(subset_dataset_path())[:REFERENCE_QUESTIONS]
-    features = prepare_validation_features(examples, tokenizer, 384, 128)
-    with torch.inference_mode():
-        outputs = model(**features.inputs)
-    answers = postprocess_predictions(
-        examples, features.example_ids, features.offset_mappings,
-        outputs.start_logits.numpy(), outputs.end_logits.numpy(),
-    )
-    metrics = squad_metrics(examples, answers)
-    manifest_path = folder / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["subset40_exact_match"] = round(metrics["exact_match"], 2)
-    manifest["subset40_f1"] = round(metrics["f1"], 2)
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return metrics
-
-
 def load_shipped_model(attn_implementation: str = "sdpa", folder: Path | None = None) -> BertForQuestionAnswering:
     """The fine-tuned `minilm-squadshifts` model in fp32 (its fp16 weights evaluated as loaded), in eval mode.
 

@@ -29,16 +29,20 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..capabilities import detect_capabilities
+from ..capabilities import cached_capabilities
 from ..models import load_offline_tokenizer
 from ..shipped_checkpoint import (
     FROZEN_PARAMETERS,
+    MANIFEST_FILE,
     SHIPPED_MODEL_NAME,
     build_from_base,
     export_shipped_weights,
-    record_reference_scores,
+    load_shipped_model,
 )
-from .data import load_squad_file
+from .data import load_squad_file, subset_dataset_path
+from .features import prepare_validation_features
+from .metrics import squad_metrics
+from .postprocess import postprocess_predictions
 from .train_features import collate_windows, length_grouped_batches, prepare_train_windows
 
 logger = logging.getLogger(__name__)
@@ -75,8 +79,36 @@ def resolve_training_precision(requested: str) -> torch.dtype | None:
     if requested == "bf16":
         return torch.bfloat16
     if requested == "auto":
-        return torch.bfloat16 if detect_capabilities().native_bf16 else None
+        return torch.bfloat16 if cached_capabilities().native_bf16 else None
     raise ValueError(f"precision must be auto, bf16 or fp32, not {requested!r}")
+
+
+#: How many packaged questions the manifest's reference scores cover (tests/test_shipped_checkpoint.py).
+REFERENCE_QUESTIONS = 40
+
+
+def record_reference_scores(folder: Path) -> dict[str, float]:
+    """Score the weights in `folder`, as loaded (fp16 -> fp32), on the first packaged dev-subset questions.
+
+    The EM/F1 go into the manifest as `subset40_exact_match` / `subset40_f1`: the values a
+    fresh clone must reproduce (within a margin for other CPUs' rounding).
+    """
+    model, tokenizer = load_shipped_model(folder=folder), load_offline_tokenizer()
+    examples = load_squad_file(subset_dataset_path())[:REFERENCE_QUESTIONS]
+    features = prepare_validation_features(examples, tokenizer, 384, 128)
+    with torch.inference_mode():
+        outputs = model(**features.inputs)
+    answers = postprocess_predictions(
+        examples, features.example_ids, features.offset_mappings,
+        outputs.start_logits.numpy(), outputs.end_logits.numpy(),
+    )
+    metrics = squad_metrics(examples, answers)
+    manifest_path = folder / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["subset40_exact_match"] = round(metrics["exact_match"], 2)
+    manifest["subset40_f1"] = round(metrics["f1"], 2)
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return metrics
 
 
 def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -188,7 +220,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     progress.close()
     save_checkpoint()
     seconds = seconds_before + time.perf_counter() - started
-    caps = detect_capabilities()
+    caps = cached_capabilities()
     summary = {
         "training": {
             **{key: value for key, value in dataclasses.asdict(config).items() if key != "output_dir"},
@@ -233,7 +265,7 @@ def export_saved_checkpoint(output_dir: Path) -> dict[str, Any]:
             "stopped_early": planned is None or saved["step"] < planned,
             "final_smoothed_loss": saved["history"][-1].get("smoothed_loss", saved["history"][-1]["loss"])
             if saved["history"] else None,
-            "hours": round(saved["seconds"] / 3600, 3), "cpu": detect_capabilities().model_name,
+            "hours": round(saved["seconds"] / 3600, 3), "cpu": cached_capabilities().model_name,
             "torch": torch.__version__, "date": datetime.date.today().isoformat(),
         },
         "history": saved["history"],
