@@ -4,16 +4,18 @@ Copy-paste friendly entry points:
 
     from cpu_inference_helpers import detect_capabilities, prepare_for_inference
     print(detect_capabilities().summary())
-    ready = prepare_for_inference(model, example_inputs, mode="ipex+jit", precision="bf16")
+    ready = prepare_for_inference(model, example_inputs, precision="bf16")  # mode="auto": fastest that works here
+    outputs = ready(**inputs)  # the model's ModelOutput
 """
 
-from .benchmarking import LatencyStats, break_even_samples, interleaved_latency, measure_latency
 from .capabilities import CpuCapabilities, cached_capabilities, detect_capabilities
 from .ipex_support import IpexStatus, optimize_with_ipex, probe_ipex
 from .models import LoadedModel, build_random_qa_model, load_offline_tokenizer, load_qa_model_and_tokenizer
 from .optimize import MODES, InferenceModel, OptimizationRecord, prepare_for_inference
+from .parity import max_abs_difference
 from .precision import inference_context, resolve_precision
-from .tracing import TraceResult, max_abs_difference, trace_model
+from .timing import LatencyStats, break_even_samples, interleaved_latency, measure_latency
+from .tracing import TraceResult, trace_model
 
 __all__ = [
     "MODES",

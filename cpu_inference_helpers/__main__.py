@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from .capabilities import detect_capabilities
+from .cli_logging import configure_cli_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,8 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     info = commands.add_parser("info", help="report this CPU's inference capabilities and the installed stack")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    report = detect_capabilities()
+    configure_cli_logging()
+    report = detect_capabilities(include_ipex=True)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
     return 0
 

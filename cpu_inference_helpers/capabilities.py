@@ -12,11 +12,13 @@ import os
 import platform
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .ipex_support import IpexStatus, probe_ipex
+from .versions import installed_version
+
+if TYPE_CHECKING:
+    from .ipex_support import IpexStatus
 
 # /proc/cpuinfo flag names (x86) and Features names (ARM) that matter for inference.
 _X86_FLAGS = {
@@ -51,8 +53,9 @@ class CpuCapabilities:
     onednn_available: bool
     onednn_bf16_usable: bool
     versions: dict[str, str | None]
-    ipex: IpexStatus
     notes: list[str] = field(default_factory=list)
+    #: IPEX's status when `detect_capabilities(include_ipex=True)` probed it (which imports IPEX), else None.
+    ipex: IpexStatus | None = None
 
     @property
     def is_intel(self) -> bool:
@@ -91,7 +94,7 @@ class CpuCapabilities:
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON-serialisable data, derived properties included."""
         data = asdict(self)
-        data["ipex"] = self.ipex.as_dict()
+        data["ipex"] = self.ipex.as_dict() if self.ipex else None
         data.update(
             is_intel=self.is_intel,
             has_avx512=self.has_avx512,
@@ -119,7 +122,7 @@ class CpuCapabilities:
             f"AMX {yes(self.has_amx)}",
             f"fp32 GEMM:      {gemm}",
             f"Versions:       {versions}",
-            f"IPEX:           {self.ipex.describe()}",
+            f"IPEX:           {self.ipex.describe() if self.ipex else 'not probed (include_ipex=True imports it)'}",
         ]
         lines += [f"Note:           {note}" for note in self.notes]
         return "\n".join(lines)
@@ -152,13 +155,6 @@ def isa_from_flags(flags: set[str]) -> dict[str, bool]:
     return isa
 
 
-def _installed_version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _onednn_status() -> tuple[str, bool, bool]:
     import torch
 
@@ -171,12 +167,13 @@ def _onednn_status() -> tuple[str, bool, bool]:
     return capability, available, bf16
 
 
-def detect_capabilities(cpuinfo_text: str | None = None) -> CpuCapabilities:
+def detect_capabilities(cpuinfo_text: str | None = None, include_ipex: bool = False) -> CpuCapabilities:
     """Detect the CPU's features and the installed stack.
 
     Args:
         cpuinfo_text: the content of /proc/cpuinfo; read from the system when omitted
             (pass a string to inspect another machine's report).
+        include_ipex: also probe IPEX, which imports it (seconds, and it patches torch): only when asked.
     """
     import torch
 
@@ -202,15 +199,28 @@ def detect_capabilities(cpuinfo_text: str | None = None) -> CpuCapabilities:
         versions={
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "transformers": _installed_version("transformers"),
-            "intel-extension-for-pytorch": _installed_version("intel-extension-for-pytorch"),
+            "transformers": installed_version("transformers"),
+            "intel-extension-for-pytorch": installed_version("intel-extension-for-pytorch"),
         },
-        ipex=probe_ipex(),
         notes=notes,
+        ipex=_probe_ipex() if include_ipex else None,
     )
     if onednn_bf16 and not caps.native_bf16:
         notes.append("oneDNN accepts bf16 here but emulates it: expect bf16 to be slower than fp32")
     return caps
+
+
+def _probe_ipex() -> IpexStatus:
+    from .ipex_support import probe_ipex  # imported here: probing IPEX imports it
+
+    return probe_ipex()
+
+
+def usable_cpu_count() -> int:
+    """The cores this process may run on (its affinity mask on Linux; `os.cpu_count()` elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

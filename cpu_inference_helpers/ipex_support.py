@@ -21,11 +21,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata
 from types import ModuleType
 from typing import Any
 
 import torch
+
+from .dtypes import as_dtype
+from .versions import installed_version
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +59,6 @@ def _major_minor(version: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _distribution_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def check_version_compatibility(ipex_version: str, torch_version: str) -> str | None:
     """Return why an IPEX version cannot work with a torch version, or None if it can.
 
@@ -81,7 +76,7 @@ def check_version_compatibility(ipex_version: str, torch_version: str) -> str | 
 def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
     if os.environ.get(DISABLE_ENV_VAR, "").strip() not in ("", "0"):
         return None, IpexStatus(False, None, f"disabled by the environment variable {DISABLE_ENV_VAR}")
-    version = _distribution_version(IPEX_DISTRIBUTION)
+    version = installed_version(IPEX_DISTRIBUTION)
     if version is None and importlib.util.find_spec(IPEX_MODULE) is None:
         return None, IpexStatus(
             False,
@@ -204,20 +199,21 @@ class IpexResult:
 
 def optimize_with_ipex(
     model: torch.nn.Module,
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     auto_kernel_selection: bool = False,
 ) -> IpexResult:
     """Apply `ipex.optimize` for inference, or return the model unchanged with the reason.
 
     Args:
         model: the model to optimise; it is put in eval mode and not modified in place.
-        dtype: torch.float32 or torch.bfloat16 (bf16 weights are prepacked for oneDNN).
+        dtype: "fp32" / torch.float32 or "bf16" / torch.bfloat16 (bf16 weights are prepacked for oneDNN).
         auto_kernel_selection: True lets oneDNN run fp32 Linear layers (fast on CPUs where
             MKL is slow, e.g. AMD); False keeps IPEX's default MKL-based fp32 kernels.
 
     Returns:
         An `IpexResult`; `applied` is False, and `reason` says why, when IPEX was not used.
     """
+    dtype = as_dtype(dtype)
     ipex = load_ipex()
     if ipex is None:
         reason = probe_ipex().reason

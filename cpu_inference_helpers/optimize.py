@@ -1,14 +1,16 @@
 """The front door: one call that turns a model into a ready inference callable.
 
-    ready = prepare_for_inference(model, example_inputs, mode="ipex+jit", precision="bf16")
-    outputs = ready(**inputs)
+    ready = prepare_for_inference(model, example_inputs, mode="auto", precision="bf16")
+    outputs = ready(**inputs)        # the model's own ModelOutput, whatever ran underneath
     print(ready.record.summary())   # what was applied, what fell back and why
 
 Modes compose the techniques of the classic "Efficient Inference on CPU" guide:
 `eager`, `jit` (TorchScript trace + freeze), `ipex` (ipex.optimize) and `ipex+jit`, plus
 `compile` (torch.compile with Inductor and weight freezing), TorchScript's modern successor.
-`auto` picks the fastest of these that works on this CPU and software stack, and says why;
-precision "auto" takes bf16 where the CPU has native bf16 instructions, fp32 elsewhere.
+`auto` (the default) picks the fastest of these that works on this CPU and software stack, and
+says why; precision "auto" takes bf16 where the CPU has native bf16 instructions, fp32 elsewhere.
+The returned callable is warmed up on the example inputs and always returns what the eager
+model returns (a transformers model's `ModelOutput`), also when a traced graph runs underneath.
 """
 
 from __future__ import annotations
@@ -21,19 +23,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from transformers.utils import ModelOutput
 
 from .attention import attention_implementation, with_attention_implementation
 from .capabilities import CpuCapabilities, cached_capabilities
 from .compiling import compile_model
+from .dtypes import precision_name
 from .ipex_support import optimize_with_ipex, probe_ipex
-from .precision import inference_context, parse_precision, resolve_precision
+from .precision import inference_context, resolve_precision
 from .tracing import trace_model
 
 logger = logging.getLogger(__name__)
 
 MODES = ("eager", "jit", "ipex", "ipex+jit", "compile")
 AUTO = "auto"
-_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
 
 @dataclass
@@ -53,6 +56,12 @@ class OptimizationRecord:
     def fell_back(self) -> bool:
         return bool(self.fallbacks)
 
+    @property
+    def ran_as(self) -> str:
+        """What ran, as the CLIs name modes: "jit", "ipex+jit:bf16"; "auto -> ..." when auto chose it."""
+        name = self.mode if self.precision == "fp32" else f"{self.mode}:{self.precision}"
+        return f"auto -> {name}" if self.requested_mode == AUTO else name
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"fell_back": self.fell_back}
 
@@ -67,17 +76,26 @@ class OptimizationRecord:
 
 
 class InferenceModel:
-    """A callable wrapper that runs the prepared model in the right precision context."""
+    """A callable wrapper that runs the prepared model in the right precision context.
 
-    def __init__(self, module: Any, dtype: torch.dtype, traced: bool, record: OptimizationRecord):
+    It returns what the eager model returns: a traced graph's plain dict is rebuilt into the
+    eager model's `ModelOutput` class (`output_class`), so callers never need to tell them apart.
+    """
+
+    def __init__(self, module: Any, dtype: torch.dtype, traced: bool, record: OptimizationRecord,
+                 output_class: type | None = None):
         self.module = module
         self.dtype = dtype
         self.traced = traced
         self.record = record
+        self.output_class = output_class
 
     def __call__(self, **inputs: torch.Tensor) -> Any:
         with inference_context(self.dtype, traced=self.traced):
-            return self.module(**inputs)
+            outputs = self.module(**inputs)
+        if self.output_class is not None and isinstance(outputs, Mapping) and not isinstance(outputs, ModelOutput):
+            return self.output_class(**outputs)
+        return outputs
 
     def __repr__(self) -> str:
         return f"InferenceModel({self.record.summary()})"
@@ -140,8 +158,8 @@ def resolve_auto_precision(capabilities: CpuCapabilities) -> tuple[str, str]:
 def prepare_for_inference(
     model: torch.nn.Module,
     example_inputs: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
-    mode: str = "ipex+jit",
-    precision: str = "fp32",
+    mode: str = AUTO,
+    precision: str | torch.dtype = "fp32",
     *,
     auto_kernel_selection: bool | None = None,
     allow_emulated_bf16: bool = False,
@@ -155,19 +173,25 @@ def prepare_for_inference(
 
     Every step that cannot be applied falls back with a logged reason, recorded in
     the returned model's `record`: IPEX missing or mismatched -> native PyTorch,
-    tracing failure -> eager, bf16 without native support -> fp32.
+    tracing failure -> eager, bf16 without native support -> fp32. The result is warmed up
+    (`warmup_steps` calls on `example_inputs`) and returns the eager model's output type.
 
     Args:
         model: a transformers model (or any nn.Module taking keyword tensors).
         example_inputs: a representative batch as a dict of named tensors.
-        mode: "eager", "jit", "ipex", "ipex+jit", "compile", or "auto" (the fastest that
-            works here, see `auto_plan`; `record.choices` says what it picked and why).
-        precision: "fp32", "bf16" (CPU autocast mixed precision), or "auto" (bf16 where the
-            CPU has native bf16, fp32 elsewhere: use it when bf16's accuracy is acceptable).
+        mode: "auto" (default: the fastest that works here, see `auto_plan`; `record.choices`
+            says what it picked and why), "eager", "jit", "ipex", "ipex+jit" or "compile".
+        precision: "fp32" / torch.float32, "bf16" / torch.bfloat16 (CPU autocast mixed precision),
+            or "auto" (bf16 where the CPU has native bf16, fp32 elsewhere: use it when bf16's
+            accuracy is acceptable). Anything else raises ValueError.
         auto_kernel_selection: IPEX fp32 kernel choice; None decides per CPU (oneDNN
             where MKL is slow, i.e. non-Intel x86), True/False forces it.
         allow_emulated_bf16: run bf16 even where the CPU lacks native bf16 instructions.
-        freeze, warmup_steps, verify: passed to `trace_model`.
+        freeze: freeze the weights into the graph: `torch.jit.freeze` for jit modes, Inductor's
+            `freezing` for compile.
+        warmup_steps: calls on `example_inputs` before the model is returned (tracing and compiling
+            optimise on the first calls), so the caller can time it at once.
+        verify: check traced and compiled models against eager and fall back beyond tolerance.
         capabilities: the CPU report to decide with (detected when omitted).
         attention: "eager" or "sdpa" to run a transformers model with that attention
             implementation (the model is rebuilt around the same weights; yours is unchanged);
@@ -178,16 +202,17 @@ def prepare_for_inference(
     mode = parse_mode(mode)
     caps = capabilities or cached_capabilities()
     choices = []
-    if precision.strip().lower() == AUTO:
+    if isinstance(precision, str) and precision.strip().lower() == AUTO:
         precision, reason = resolve_auto_precision(caps)
         choices.append(reason)
+    precision = precision_name(precision)  # a clear ValueError for anything but fp32 / bf16 (name or dtype)
     options = dict(auto_kernel_selection=auto_kernel_selection, allow_emulated_bf16=allow_emulated_bf16,
                    freeze=freeze, warmup_steps=warmup_steps, verify=verify, capabilities=caps)
     if mode != AUTO:
         ready = _prepare_mode(model, example_inputs, mode, precision, attention=attention, **options)
     else:
         tried = []
-        runs_bf16 = resolve_precision(parse_precision(precision), caps, allow_emulated_bf16)[0] == torch.bfloat16
+        runs_bf16 = resolve_precision(precision, caps, allow_emulated_bf16)[0] == torch.bfloat16
         for candidate, reason in auto_plan(caps):
             candidate_attention = attention
             if (attention is None and candidate == "ipex+jit" and runs_bf16
@@ -227,16 +252,16 @@ def _prepare_mode(
     """Apply one concrete mode (not "auto"); see `prepare_for_inference`."""
     start = time.perf_counter()
     caps = capabilities
-    requested_dtype = parse_precision(precision)
-    record = OptimizationRecord(mode, _DTYPE_NAMES[requested_dtype], mode, _DTYPE_NAMES[requested_dtype])
+    requested = precision_name(precision)
+    record = OptimizationRecord(mode, requested, mode, requested)
     if attention is not None and attention_implementation(model) not in (None, attention):
         model = with_attention_implementation(model, attention)
         record.applied.append(f"{attention} attention")
-    dtype, precision_reason = resolve_precision(requested_dtype, caps, allow_emulated_bf16)
+    dtype, precision_reason = resolve_precision(requested, caps, allow_emulated_bf16)
     if precision_reason:
         logger.warning("%s", precision_reason)
         record.fallbacks.append(precision_reason)
-        record.precision = _DTYPE_NAMES[dtype]
+        record.precision = precision_name(dtype)
     if dtype == torch.bfloat16:
         record.applied.append("bf16 autocast")
 
@@ -256,12 +281,13 @@ def _prepare_mode(
             record.fallbacks.append(f"IPEX: {result.reason}")
             record.mode = "jit" if use_jit else "eager"
 
-    traced = False
+    traced, eager_model, optimised = False, model, False
     if mode == "compile":
-        compiled = compile_model(model, example_inputs, dtype=dtype, warmup_steps=warmup_steps, verify=verify)
+        compiled = compile_model(model, example_inputs, dtype=dtype, freezing=freeze, warmup_steps=warmup_steps,
+                                 verify=verify)
         if compiled.compiled:
-            model = compiled.model
-            record.applied.append("torch.compile (inductor, freezing)")
+            model, optimised = compiled.model, True
+            record.applied.append("torch.compile (inductor" + (", freezing)" if freeze else ")"))
         else:
             record.fallbacks.append(f"compile: {compiled.reason}")
             record.mode = "eager"
@@ -269,10 +295,19 @@ def _prepare_mode(
         trace = trace_model(model, example_inputs, dtype=dtype, freeze=freeze, warmup_steps=warmup_steps,
                             verify=verify)
         if trace.traced:
-            model, traced = trace.model, True
+            model, traced, optimised = trace.model, True, True
             record.applied.append("torch.jit.trace" + (" + freeze" if trace.frozen else ""))
         else:
             record.fallbacks.append(f"jit: {trace.reason} (mode 'compile', torch.compile, is the modern alternative)")
             record.mode = "ipex" if record.mode == "ipex+jit" else "eager"
+    output_class = None
+    if traced and isinstance(example_inputs, Mapping):  # the graph returns a dict: rebuild the eager output type
+        with inference_context(dtype):
+            eager_outputs = eager_model(**example_inputs)
+        output_class = type(eager_outputs) if isinstance(eager_outputs, ModelOutput) else None
+    ready = InferenceModel(model, dtype, traced, record, output_class)
+    if not optimised and isinstance(example_inputs, Mapping):  # trace_model / compile_model warmed theirs up
+        for _ in range(warmup_steps):
+            ready(**example_inputs)
     record.setup_seconds = time.perf_counter() - start
-    return InferenceModel(model, dtype, traced, record)
+    return ready

@@ -5,28 +5,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 
 from .capabilities import CpuCapabilities, cached_capabilities
+from .dtypes import as_dtype
 
 logger = logging.getLogger(__name__)
 
-PrecisionName = Literal["fp32", "bf16"]
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def parse_precision(name: str) -> torch.dtype:
-    """Turn "fp32" / "bf16" into a torch dtype, with a clear error for anything else."""
-    try:
-        return PRECISIONS[name.strip().lower()]
-    except KeyError:
-        raise ValueError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}") from None
-
 
 def resolve_precision(
-    requested: torch.dtype,
+    requested: str | torch.dtype,
     capabilities: CpuCapabilities | None = None,
     allow_emulated_bf16: bool = False,
 ) -> tuple[torch.dtype, str | None]:
@@ -39,6 +28,7 @@ def resolve_precision(
     Returns:
         The dtype to use and, when it differs from the request, the reason.
     """
+    requested = as_dtype(requested)
     if requested != torch.bfloat16:
         return requested, None
     caps = capabilities or cached_capabilities()
@@ -62,15 +52,15 @@ def jit_autocast_disabled() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def inference_context(dtype: torch.dtype, traced: bool = False) -> Iterator[None]:
-    """No-grad inference, under bf16 CPU autocast when `dtype` is bfloat16.
+def inference_context(dtype: str | torch.dtype, traced: bool = False) -> Iterator[None]:
+    """No-grad inference, under bf16 CPU autocast when `dtype` is bfloat16 (or "bf16").
 
     Autocast runs with `cache_enabled=False`: with the weight-cast cache on, a trace
     records cached casts and fails its own check (the Trainer's setting too).
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        if dtype == torch.bfloat16:
+        if as_dtype(dtype) == torch.bfloat16:
             if traced:
                 stack.enter_context(jit_autocast_disabled())
             stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False))

@@ -26,6 +26,7 @@ import sys
 
 import torch
 
+from .cli_logging import configure_cli_logging
 from .models import DEFAULT_MODEL, REFERENCE_CHECKPOINT
 from .qa.comparison import ModeSpec, parse_mode_list
 from .qa.data import SquadFormatError
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     validate(parser, args)
     specs = resolve_modes(parser, args)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("cpu_inference_helpers").setLevel(logging.INFO)
+    configure_cli_logging(verbose_loggers=("cpu_inference_helpers",))
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .dtypes import as_dtype
+from .parity import build_verified_or_eager, max_abs_difference, parity_tolerance
 from .precision import inference_context
 
 logger = logging.getLogger(__name__)
@@ -52,39 +53,6 @@ def positional_inputs_problem(model: torch.nn.Module, example_inputs: Sequence[A
         "not match that order and the trace would silently compute the wrong thing. "
         "Pass a dict of named tensors (example_kwarg_inputs) instead"
     )
-
-
-def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
-    """The tensors of a model output (ModelOutput, dict, tuple or tensor), in order."""
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    if isinstance(outputs, Mapping):
-        items = outputs.values()
-    elif isinstance(outputs, (tuple, list)):
-        items = outputs
-    else:
-        return []
-    return [tensor for item in items for tensor in flatten_outputs(item)]
-
-
-def max_abs_difference(reference: Any, candidate: Any) -> float:
-    """Largest absolute difference between two model outputs, in fp32; inf if their shapes differ."""
-    ref, cand = flatten_outputs(reference), flatten_outputs(candidate)
-    if len(ref) != len(cand) or any(a.shape != b.shape for a, b in zip(ref, cand, strict=True)):
-        return float("inf")
-    if not ref:
-        return 0.0
-    return max((a.float() - b.float()).abs().max().item() for a, b in zip(ref, cand, strict=True))
-
-
-def parity_tolerance(dtype: torch.dtype, reference: Any) -> float:
-    """The absolute difference accepted between two runs of the same model in `dtype`.
-
-    fp32: 1e-4 relative to the output scale (reordered sums differ in the last bits).
-    bf16: 8 bits of mantissa; 5e-2 relative to the output scale.
-    """
-    scale = max([1.0] + [t.float().abs().max().item() for t in flatten_outputs(reference)])
-    return (5e-2 if dtype == torch.bfloat16 else 1e-4) * scale
 
 
 #: TracerWarnings that mean the trace recorded one input's Python control flow or values as constants.
@@ -164,10 +132,25 @@ def _quiet_transformers_attribute_warnings() -> Iterator[None]:
         utils_logger.setLevel(previous)
 
 
+@contextlib.contextmanager
+def _tracer_warnings_recorded(caught: list[warnings.WarningMessage]) -> Iterator[None]:
+    """Record TracerWarnings into `caught`; keep IPEX's and transformers' irrelevant chatter out of the output."""
+    with warnings.catch_warnings(record=True) as recorded, _quiet_transformers_attribute_warnings():
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        # IPEX announces on every first run of a traced graph that its JIT passes are deprecated.
+        warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")
+        # transformers 5 deprecates properties (is_gradient_checkpointing) that the tracer reads.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+        try:
+            yield
+        finally:
+            caught.extend(recorded)
+
+
 def trace_model(
     model: torch.nn.Module,
     example_inputs: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     freeze: bool = True,
     warmup_steps: int = 2,
     verify: bool = True,
@@ -178,7 +161,7 @@ def trace_model(
         model: the model (eval mode is set); it is left unchanged.
         example_inputs: a dict of named tensors, e.g. a tokenizer's output. Positional
             tuples are refused with an explanation (see `positional_inputs_problem`).
-        dtype: torch.float32, or torch.bfloat16 to trace under CPU autocast.
+        dtype: "fp32" / torch.float32, or "bf16" / torch.bfloat16 to trace under CPU autocast.
         freeze: inline weights and attributes with `torch.jit.freeze` (enables fusions).
         warmup_steps: passes run after tracing, so the profiling executor optimises the
             graph before the caller times anything.
@@ -188,55 +171,35 @@ def trace_model(
     Returns:
         A `TraceResult`; when `traced` is False, `model` is the eager model and `reason` says why.
     """
-    start = time.perf_counter()
+    dtype = as_dtype(dtype)
+    caught: list[warnings.WarningMessage] = []
 
-    def fallback(reason: str) -> TraceResult:
-        logger.warning("failed to use PyTorch jit mode due to: %s. Using the eager model.", reason)
-        return TraceResult(model, False, False, reason, time.perf_counter() - start)
+    def trace(inputs: dict[str, torch.Tensor]) -> Any:
+        # check_trace re-runs eager and traced once more; `verify` makes the stronger check
+        # (the frozen, optimised graph against eager, with a tolerance suited to the dtype).
+        traced = torch.jit.trace(model, example_kwarg_inputs=inputs, strict=False, check_trace=not verify)
+        return torch.jit.freeze(traced) if freeze else traced
 
-    if not isinstance(example_inputs, Mapping):
-        return fallback(positional_inputs_problem(model, example_inputs))
-    kwargs = dict(example_inputs)
-    model.eval()
-    try:
-        with (
-            inference_context(dtype, traced=True),
-            warnings.catch_warnings(record=True) as caught,
-            _quiet_transformers_attribute_warnings(),
-        ):
-            warnings.simplefilter("always", torch.jit.TracerWarning)
-            # IPEX announces on every first run of a traced graph that its JIT passes are deprecated.
-            warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")
-            # transformers 5 deprecates properties (is_gradient_checkpointing) that the tracer reads.
-            warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-            reference = model(**kwargs) if verify else None
-            # check_trace re-runs eager and traced once more; `verify` below makes the stronger check
-            # (the frozen, optimised graph against eager, with a tolerance suited to the dtype).
-            traced = torch.jit.trace(model, example_kwarg_inputs=kwargs, strict=False, check_trace=not verify)
-            if freeze:
-                traced = torch.jit.freeze(traced)
-            outputs = None
-            for _ in range(max(warmup_steps, 1 if verify else 0)):
-                outputs = traced(**kwargs)
-    except Exception as error:  # the Trainer catches the same broad family; the reason is logged
-        return fallback(f"{type(error).__name__}: {error}".strip())
-    input_dependent = input_dependent_trace_warnings(caught)
-    if input_dependent:
+    def check_input_dependence(traced: Any, inputs: dict[str, torch.Tensor]) -> str | None:
+        input_dependent = input_dependent_trace_warnings(caught)
+        if not input_dependent:
+            return None
         # The trace replays the branch the example took. Accept it only if it also agrees with eager on an
         # input that takes the other branches a transformers model has (other token ids, other padding).
-        problem = _disagreement_on_contrasting_inputs(model, traced, kwargs, dtype)
+        problem = _disagreement_on_contrasting_inputs(model, traced, inputs, dtype)
         if problem:
-            return fallback(
-                f"the trace froze a value computed from the inputs (TracerWarning: {input_dependent[0]}) "
-                f"and {problem}; torch.compile (mode='compile') handles such control flow"
-            )
+            return (f"the trace froze a value computed from the inputs (TracerWarning: {input_dependent[0]}) "
+                    f"and {problem}; torch.compile (mode='compile') handles such control flow")
         logger.info("TracerWarning (%s) checked: the trace agrees with eager on a contrasting input",
                     input_dependent[0])
-    if verify:
-        difference = max_abs_difference(reference, outputs)
-        tolerance = parity_tolerance(dtype, reference)
-        if not difference <= tolerance:
-            return fallback(
-                f"the traced model's outputs differ from eager by {difference:.3g} (tolerance {tolerance:.3g})"
-            )
-    return TraceResult(traced, True, freeze, None, time.perf_counter() - start)
+        return None
+
+    built = build_verified_or_eager(
+        model, example_inputs, trace, dtype=dtype, what="the traced model's", warmup_steps=warmup_steps,
+        verify=verify, traced=True, context=lambda: _tracer_warnings_recorded(caught),
+        not_a_dict=lambda: positional_inputs_problem(model, example_inputs),
+        after_build=check_input_dependence,
+    )
+    if not built.applied:
+        logger.warning("failed to use PyTorch jit mode due to: %s. Using the eager model.", built.reason)
+    return TraceResult(built.model, built.applied, freeze and built.applied, built.reason, built.seconds)

@@ -9,7 +9,7 @@ from conftest import cpuinfo_capabilities, requires_ipex
 from cpu_inference_helpers import ipex_support
 from cpu_inference_helpers.capabilities import cached_capabilities
 from cpu_inference_helpers.optimize import auto_plan, inductor_compiler_available, prepare_for_inference
-from cpu_inference_helpers.tracing import max_abs_difference
+from cpu_inference_helpers.parity import max_abs_difference
 
 
 @pytest.fixture

@@ -9,17 +9,20 @@ import tempfile
 import pytest
 import torch
 
-from cpu_inference_helpers import bench, peers
+from cpu_inference_helpers.bench import peers
+from cpu_inference_helpers.bench.__main__ import main as bench_main
+from cpu_inference_helpers.bench.paths import parse_shapes
+from cpu_inference_helpers.bench.roofline import count_model_flops, measure_matmul_peak
+from cpu_inference_helpers.capabilities import usable_cpu_count
 from cpu_inference_helpers.models import build_random_qa_model
-from cpu_inference_helpers.roofline import count_model_flops, measure_matmul_peak
-from cpu_inference_helpers.tracing import max_abs_difference
+from cpu_inference_helpers.parity import max_abs_difference
 
 
 def test_parse_shapes():
-    assert bench.parse_shapes("384x1, 128X8") == [(384, 1), (128, 8)]
+    assert parse_shapes("384x1, 128X8") == [(384, 1), (128, 8)]
     for bad in ("384", "384x0", "axb", "8x1"):
         with pytest.raises(ValueError, match="bad shape"):
-            bench.parse_shapes(bad)
+            parse_shapes(bad)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +35,7 @@ def test_parse_shapes():
 )
 def test_bad_flags_exit_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(argv)
+        bench_main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -77,7 +80,7 @@ def test_missing_peer_is_reported_as_unavailable(monkeypatch, example_batch):
 
 
 def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
-    status = bench.main([
+    status = bench_main([
         "--model_name_or_path", "random-bert-tiny", "--shapes", "32x1,48x2", "--repeats", "2",
         "--paths", "eager (eager attention),jit,auto,eager:bf16,openvino", "--output_dir", str(tmp_path),
     ])
@@ -100,8 +103,13 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
         assert result["median_ms"] > 0 and result["roofline_fraction"] > 0
         tolerance = 1e-4 if result["precision"] == "fp32" else 0.1
         assert result["max_logit_diff_vs_eager"] < tolerance, result
-    eager = [r for r in results if r["path"] == "eager"]
-    assert all(math.isclose(r["speedup_vs_eager_fp32"], 1.0) for r in eager)
+    ran_as = {(r["path"], r["seq_len"]): r["ran_as"] for r in results if not r["skipped"]}
+    assert ran_as[("jit", 32)] == "jit" and ran_as[("eager:bf16", 48)] == "eager:bf16"
+    assert ran_as[("auto", 32)].startswith("auto -> ")
+    for result in results:  # the ratio is eager's median over the path's, both from the same interleaved run
+        if not result["skipped"]:
+            eager = next(r for r in results if r["path"] == "eager" and r["seq_len"] == result["seq_len"])
+            assert math.isclose(result["speedup_vs_eager_fp32"], eager["median_ms"] / result["median_ms"])
     assert payload["metadata"]["roofline"]["fp32"]["gflops"] > 0
     assert any("auto (auto -> " in line for line in payload["summary"])
     assert any(line.strip().startswith("profile:") for line in payload["summary"])
@@ -117,7 +125,7 @@ def test_converting_for_a_peer_leaves_the_model_in_eval_mode(peer, example_batch
 
 
 def test_profile_splits_time_between_gemms_and_the_rest(tiny_model, example_batch):
-    from cpu_inference_helpers.profiling import is_gemm, profile_operators
+    from cpu_inference_helpers.bench.profiling import is_gemm, profile_operators
 
     with torch.no_grad():
         profile = profile_operators(tiny_model, example_batch, calls=2)
@@ -129,7 +137,7 @@ def test_profile_splits_time_between_gemms_and_the_rest(tiny_model, example_batc
 
 
 def test_unknown_model_exits_with_a_message(tmp_path, capsys):
-    assert bench.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path)]) == 2
+    assert bench_main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path)]) == 2
     assert "no model folder" in capsys.readouterr().err
 
 
@@ -156,7 +164,7 @@ def test_onnx_export_leaves_no_temporary_copy(example_batch, tmp_path, monkeypat
 
 
 def test_usable_cpu_count_without_affinity_support(monkeypatch):
-    assert bench.usable_cpu_count() >= 1
+    assert usable_cpu_count() >= 1
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
-    assert bench.usable_cpu_count() == 6
+    assert usable_cpu_count() == 6

@@ -5,7 +5,7 @@ import torch
 from cpu_inference_helpers.compiling import compile_model
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import prepare_for_inference
-from cpu_inference_helpers.tracing import max_abs_difference
+from cpu_inference_helpers.parity import max_abs_difference
 
 
 def test_compiled_model_matches_eager(example_batch):

@@ -18,9 +18,13 @@ def test_op_counts_sees_nested_blocks():
     assert counts["aten::relu"] == 1 and counts["aten::tanh"] == 1 and counts["prim::If"] == 1
 
 
-def test_plain_pytorch_graph_has_no_ipex_fusions(tiny_model, example_batch):
-    traced = torch.jit.trace(tiny_model, example_kwarg_inputs=example_batch, strict=False)
-    assert not any(kind.startswith("ipex") for kind in fused_ops(traced.graph))
+def test_jit_alone_runs_no_prepacked_ipex_linear(tiny_model, example_batch):
+    """Without ipex.optimize the executed graph keeps PyTorch's own Linear: prepacking is IPEX's step."""
+    ready = prepare_for_inference(tiny_model, example_batch, mode="jit")
+    assert ready.record.mode == "jit", ready.record.summary()
+    graph = executed_graph(ready, example_batch)
+    assert not any(kind.startswith("ipex_prepack::") for kind in fused_ops(graph))
+    assert op_counts(graph)["aten::linear"] > 0, op_counts(graph)
 
 
 def test_eager_models_are_refused(tiny_model, example_batch):

@@ -38,7 +38,7 @@ def test_disabled_by_environment(monkeypatch, fresh_ipex_probe):
 
 
 def test_import_error_is_caught(monkeypatch, fresh_ipex_probe):
-    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(ipex_support, "installed_version", lambda name: "2.8.0")
     monkeypatch.setattr(torch, "__version__", "2.8.0")  # versions match: the import itself must fail
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)  # makes `import intel_extension_for_pytorch` fail
     status = probe_ipex(refresh=True)
@@ -53,14 +53,14 @@ def test_an_ipex_that_exits_while_importing_does_not_kill_the_process(tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)  # records the original entry (or its absence) for undo
     monkeypatch.delitem(sys.modules, IPEX_MODULE)
-    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(ipex_support, "installed_version", lambda name: "2.8.0")
     monkeypatch.setattr(torch, "__version__", "2.8.0")
     status = probe_ipex(refresh=True)
     assert not status.usable and "SystemExit" in status.reason
 
 
 def test_torch_mismatch_is_detected_before_importing(monkeypatch, fresh_ipex_probe):
-    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(ipex_support, "installed_version", lambda name: "2.8.0")
     monkeypatch.setattr(torch, "__version__", "2.13.0")
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)  # importing would fail: the check must come first
     status = probe_ipex(refresh=True)
@@ -68,7 +68,7 @@ def test_torch_mismatch_is_detected_before_importing(monkeypatch, fresh_ipex_pro
 
 
 def test_not_installed(monkeypatch, fresh_ipex_probe):
-    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: None)
+    monkeypatch.setattr(ipex_support, "installed_version", lambda name: None)
     monkeypatch.setattr(ipex_support.importlib.util, "find_spec", lambda name: None)
     status = probe_ipex(refresh=True)
     assert not status.usable and "not installed" in status.reason
@@ -109,7 +109,7 @@ def test_ipex_import_leaves_the_root_logger_alone(tmp_path, monkeypatch, fresh_i
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)  # records the original entry (or its absence) for undo
     monkeypatch.delitem(sys.modules, IPEX_MODULE)
-    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(ipex_support, "installed_version", lambda name: "2.8.0")
     monkeypatch.setattr(torch, "__version__", "2.8.0")
     root = logging.getLogger()
     before = list(root.handlers)
@@ -135,7 +135,7 @@ def test_ipex_import_chatter_stays_out_of_the_output_but_later_warnings_do_not(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)
     monkeypatch.delitem(sys.modules, IPEX_MODULE)
-    monkeypatch.setattr(ipex_support, "_distribution_version", lambda name: "2.8.0")
+    monkeypatch.setattr(ipex_support, "installed_version", lambda name: "2.8.0")
     monkeypatch.setattr(torch, "__version__", "2.8.0")
     native = tmp_path / "fd2.txt"
     python_stderr = io.StringIO()

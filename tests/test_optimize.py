@@ -3,10 +3,11 @@ import logging
 import pytest
 import torch
 from conftest import cpuinfo_capabilities, requires_ipex, requires_native_bf16
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers import ipex_support
-from cpu_inference_helpers.optimize import MODES, parse_mode, prepare_for_inference
-from cpu_inference_helpers.tracing import max_abs_difference
+from cpu_inference_helpers.optimize import MODES, inductor_compiler_available, parse_mode, prepare_for_inference
+from cpu_inference_helpers.parity import max_abs_difference
 
 # bf16 keeps 8 mantissa bits: logits of the tiny model (|x| < ~5) may move by a few 1e-2.
 BF16_ATOL = 0.1
@@ -18,15 +19,26 @@ def eager_reference(tiny_model, example_batch):
         return tiny_model(**example_batch)
 
 
+def expected_mode(mode: str) -> str:
+    """The mode each request must run as on this stack: IPEX's only without IPEX, compile's only without a compiler."""
+    if mode.startswith("ipex") and not ipex_support.probe_ipex().usable:
+        return "jit" if mode == "ipex+jit" else "eager"
+    if mode == "compile" and not inductor_compiler_available():
+        return "eager"
+    return mode
+
+
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", torch.float32, torch.bfloat16])
 def test_every_mode_matches_eager(mode, precision, tiny_model, example_batch, eager_reference):
     ready = prepare_for_inference(tiny_model, example_batch, mode=mode, precision=precision, allow_emulated_bf16=True)
-    difference = max_abs_difference(eager_reference, ready(**example_batch))
-    assert difference < (1e-4 if precision == "fp32" else BF16_ATOL)
-    assert ready.record.precision == precision
-    if ipex_support.probe_ipex().usable:
-        assert ready.record.mode == mode and not ready.record.fell_back, ready.record.summary()
+    outputs = ready(**example_batch)
+    assert type(outputs) is QuestionAnsweringModelOutput  # one output type, traced or not
+    bf16 = precision in ("bf16", torch.bfloat16)
+    assert max_abs_difference(eager_reference, outputs) < (BF16_ATOL if bf16 else 1e-4)
+    assert ready.record.precision == ("bf16" if bf16 else "fp32")
+    assert ready.record.mode == expected_mode(mode), ready.record.summary()
+    assert ready.record.fell_back == (expected_mode(mode) != mode), ready.record.summary()
 
 
 @pytest.mark.parametrize("mode", ["ipex", "ipex+jit"])
@@ -74,12 +86,54 @@ def test_kernel_selection_follows_the_cpu_vendor(machine, kernels, tiny_model, e
     assert any(kernels in step for step in ready.record.applied), ready.record.applied
 
 
-@pytest.mark.parametrize("name", ["IPEX_JIT", "jit-ipex", " Eager "])
-def test_mode_names_are_normalised(name):
-    assert parse_mode(name) in MODES
+@pytest.mark.parametrize(("name", "mode"), [("IPEX_JIT", "ipex+jit"), ("jit-ipex", "ipex+jit"), (" Eager ", "eager")])
+def test_mode_names_are_normalised(name, mode):
+    assert parse_mode(name) == mode
 
 
-@pytest.mark.parametrize(("mode", "precision"), [("turbo", "fp32"), ("jit", "fp16")])
+@pytest.mark.parametrize(("mode", "precision"),
+                         [("turbo", "fp32"), ("jit", "fp16"), ("jit", torch.float16), ("jit", 16)])
 def test_unknown_mode_or_precision_is_rejected(mode, precision, tiny_model, example_batch):
     with pytest.raises(ValueError, match="choose one of"):
         prepare_for_inference(tiny_model, example_batch, mode=mode, precision=precision)
+
+
+def test_default_mode_is_auto_and_warmed_up(tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch)
+    assert ready.record.requested_mode == "auto" and ready.record.ran_as.startswith("auto -> ")
+    assert ready.record.mode == next(m for m in ("ipex+jit", "compile", "jit") if expected_mode(m) == m)
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit", "compile"])
+def test_warm_up_runs_inside_the_front_door(mode, tiny_model, example_batch, monkeypatch):
+    """`warmup_steps` calls happen before the model is returned, whatever the mode."""
+    calls = []
+    original = type(tiny_model).forward
+    monkeypatch.setattr(type(tiny_model), "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    ready = prepare_for_inference(tiny_model, example_batch, mode=mode, warmup_steps=3, verify=False)
+    if ready.record.mode == "eager":
+        assert len(calls) == 3
+    else:  # tracing / compiling call forward themselves; the warm-up calls run the optimised graph
+        assert len(calls) >= 1
+
+
+def test_compile_honours_freeze(tiny_model, example_batch):
+    if not inductor_compiler_available():
+        pytest.skip("torch.compile needs a C++ compiler")
+    frozen = prepare_for_inference(tiny_model, example_batch, mode="compile")
+    unfrozen = prepare_for_inference(tiny_model, example_batch, mode="compile", freeze=False)
+    assert "freezing" in " ".join(frozen.record.applied) and "freezing" not in " ".join(unfrozen.record.applied)
+
+
+@pytest.mark.parametrize("function", ["trace_model", "compile_model", "optimize_with_ipex"])
+def test_building_blocks_take_precision_names_and_dtypes(function, tiny_model, example_batch):
+    from cpu_inference_helpers import compiling, ipex_support, tracing
+
+    build = {"trace_model": tracing.trace_model, "compile_model": compiling.compile_model,
+             "optimize_with_ipex": ipex_support.optimize_with_ipex}[function]
+    args = (tiny_model,) if function == "optimize_with_ipex" else (tiny_model, example_batch)
+    build(*args, dtype="fp32")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        build(*args, dtype="fp8")
+    with pytest.raises(ValueError, match="unsupported precision torch.float16"):
+        build(*args, dtype=torch.float16)

@@ -4,12 +4,8 @@ import pytest
 import torch
 
 from cpu_inference_helpers.attention import with_attention_implementation
-from cpu_inference_helpers.tracing import (
-    contrasting_inputs,
-    forward_parameter_names,
-    max_abs_difference,
-    trace_model,
-)
+from cpu_inference_helpers.parity import max_abs_difference
+from cpu_inference_helpers.tracing import contrasting_inputs, forward_parameter_names, trace_model
 
 
 def test_trace_with_dict_inputs_matches_eager(tiny_model, example_batch):

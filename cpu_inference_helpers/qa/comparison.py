@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..benchmarking import LatencyStats, break_even_samples, time_call
+from ..dtypes import as_dtype
 from ..optimize import InferenceModel, parse_mode, prepare_for_inference
-from ..precision import parse_precision
+from ..timing import LatencyStats, break_even_samples, time_call
 from .data import SquadExample, require_scorable
 from .features import QAFeatures
 from .metrics import paired_f1_change, squad_metrics
@@ -47,7 +47,7 @@ class ModeSpec:
     def parse(cls, text: str) -> ModeSpec:
         mode, _, precision = text.strip().partition(":")
         precision = precision or "fp32"
-        parse_precision(precision)  # validates
+        as_dtype(precision)  # validates
         return cls(parse_mode(mode), precision.strip().lower())
 
 
@@ -106,11 +106,8 @@ class _ModeRun:
 
 
 def _logits(outputs: Any) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(outputs, dict):  # traced models return dicts, eager ones ModelOutput (also a dict)
-        start, end = outputs["start_logits"], outputs["end_logits"]
-    else:
-        start, end = outputs[0], outputs[1]
-    return start.float().numpy(), end.float().numpy()
+    """Start and end logits of a QuestionAnsweringModelOutput, in fp32 numpy."""
+    return outputs.start_logits.float().numpy(), outputs.end_logits.float().numpy()
 
 
 def prepare_modes(
@@ -120,7 +117,8 @@ def prepare_modes(
     warmup_steps: int = 2,
     allow_emulated_bf16: bool = False,
 ) -> list[_ModeRun]:
-    """Prepare every mode; set-up time includes optimisation, tracing and `warmup_steps` passes."""
+    """Prepare every mode; set-up time includes optimisation, tracing and `warmup_steps` passes
+    (which `prepare_for_inference` runs)."""
     runs = []
     for spec in tqdm(specs, desc="preparing modes", leave=False):
         start = time.perf_counter()
@@ -128,9 +126,6 @@ def prepare_modes(
             model, example_batch, mode=spec.mode, precision=spec.precision,
             warmup_steps=warmup_steps, allow_emulated_bf16=allow_emulated_bf16,
         )
-        if not prepared.traced:  # traced models were warmed up by trace_model already
-            for _ in range(warmup_steps):
-                prepared(**example_batch)
         run = _ModeRun(spec, prepared, time.perf_counter() - start)
         run.warmed_shapes.add(_shape(example_batch))
         runs.append(run)
@@ -217,7 +212,7 @@ def compare_modes(
         results.append(
             ModeResult(
                 name=run.spec.name,
-                ran_as=record.mode if record.precision == "fp32" else f"{record.mode}:{record.precision}",
+                ran_as=record.ran_as,
                 fallbacks=list(record.fallbacks),
                 exact_match=metrics["exact_match"],
                 f1=metrics["f1"],

@@ -25,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..cli_logging import configure_cli_logging
+
 logger = logging.getLogger(__name__)
 
 OFFICIAL_DEV_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json"
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--to", default="data/dev-v1.1.json", help="where to write it (default: %(default)s)")
     fetch.add_argument("--url", default=OFFICIAL_DEV_URL)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_cli_logging(logging.INFO, "%(message)s")
     path = fetch_squad_dev(args.to, args.url)
     print(f"{path}: use it with --validation_file {path}")
     return 0

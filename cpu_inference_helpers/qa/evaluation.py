@@ -126,7 +126,7 @@ def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None =
         examples, loaded.tokenizer, settings.max_seq_length, settings.doc_stride,
         model_max_positions=getattr(loaded.model.config, "max_position_embeddings", None),
     )
-    capabilities = detect_capabilities()
+    capabilities = detect_capabilities(include_ipex=True)
     threads = torch.get_num_threads()
     logger.info(
         "evaluating %d questions (%d windows) from %s with %s, batch %d, %d threads, modes: %s",

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..tables import text_table
 from .comparison import ModeResult
 
 COLUMNS = [
@@ -62,15 +63,7 @@ def _row(result: ModeResult) -> list[Any]:
 
 def format_table(results: Sequence[ModeResult]) -> str:
     """A fixed-width text table, one row per mode, followed by the fallbacks that happened."""
-    header = [name for name, _ in COLUMNS]
-    rows = [[fmt.format(value) for (_, fmt), value in zip(COLUMNS, _row(r), strict=True)] for r in results]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
-                         for i, (cell, width) in enumerate(zip(cells, widths, strict=True)))
-
-    lines = [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
+    lines = text_table(COLUMNS, [_row(result) for result in results])
     for result in results:
         lines += [f"fallback in {result.name}: {reason}" for reason in result.fallbacks]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from ..capabilities import cached_capabilities
+from ..cli_logging import configure_cli_logging
 from ..models import load_offline_tokenizer
 from ..shipped_checkpoint import (
     FROZEN_PARAMETERS,
@@ -307,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cpu_inference_helpers.qa.train`."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_cli_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = {key: value for key, value in vars(args).items() if key not in ("resume", "export_checkpoint")}
     try:
         if args.export_checkpoint:

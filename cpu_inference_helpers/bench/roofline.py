@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from .ipex_support import load_ipex
+from ..dtypes import precision_name
+from ..ipex_support import load_ipex
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,7 @@ def measure_matmul_peak(
                     {"backend": backend, "shape": (m, k, n), "gflops": 2 * m * k * n / seconds / 1e9}
                 )
     best = max(measurements, key=lambda item: item["gflops"])
-    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
-    return MatmulPeak(name, best["gflops"], best["backend"], best["shape"], measurements)
+    return MatmulPeak(precision_name(dtype), best["gflops"], best["backend"], best["shape"], measurements)
 
 
 def count_model_flops(model: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> int:

@@ -1,0 +1,107 @@
+"""`python -m cpu_inference_helpers.bench`: the benchmark's command line (see the package's docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..capabilities import detect_capabilities, usable_cpu_count
+from ..cli_logging import configure_cli_logging
+from ..models import BERT_BASE_SHAPED_MODEL, load_qa_model_and_tokenizer
+from . import __doc__ as PACKAGE_DOC
+from .paths import REFERENCE, PathSpec, default_paths, parse_shapes
+from .report import format_markdown, format_table, plot, summarise
+from .roofline import measure_matmul_peak
+from .runner import run_shape_in_subprocess
+
+logger = logging.getLogger("cpu_inference_helpers.bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.bench", description=PACKAGE_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--model_name_or_path", default=BERT_BASE_SHAPED_MODEL)
+    parser.add_argument("--shapes", default="384x1,384x8,128x1,128x8", help="SEQxBATCH list (default: %(default)s)")
+    parser.add_argument("--paths", help="comma-separated path names to run (default: all); eager is always added")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per shape (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all usable cores)")
+    parser.add_argument("--output_dir", default="results/bench")
+    parser.add_argument("--no_profile", action="store_true",
+                        help="skip the per-operator profile of the best path per precision")
+    return parser
+
+
+def select_paths(parser: argparse.ArgumentParser, names: str | None) -> list[PathSpec]:
+    """The paths named on the command line (eager first), or all; unknown names end with a message."""
+    paths = default_paths()
+    if not names:
+        return paths
+    known = {p.name: p for p in paths}
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        parser.error(f"unknown path(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+    return [known[REFERENCE]] + [known[name] for name in wanted if name != REFERENCE]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m cpu_inference_helpers.bench`; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        shapes = parse_shapes(args.shapes)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.repeats < 1 or args.threads < 0:
+        parser.error("--repeats must be >= 1 and --threads >= 0")
+    specs = select_paths(parser, args.paths)
+    configure_cli_logging(verbose_loggers=("cpu_inference_helpers.bench",))
+    threads = args.threads or usable_cpu_count()
+    torch.set_num_threads(threads)
+    capabilities = detect_capabilities(include_ipex=True)
+
+    try:  # fail early, with a message, on a model that can't be loaded; the workers load it again
+        load_qa_model_and_tokenizer(args.model_name_or_path)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logger.info("measuring the matmul roofline (fp32, bf16) with %d threads", threads)
+    peaks = {"fp32": measure_matmul_peak(torch.float32), "bf16": measure_matmul_peak(torch.bfloat16)}
+    results = []
+    for shape in tqdm(shapes, desc="shapes"):
+        results += run_shape_in_subprocess(args.model_name_or_path, specs, shape, peaks, args.repeats, threads,
+                                           not args.no_profile)
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    title = (f"{args.model_name_or_path}, {capabilities.model_name}, {threads} threads; roofline fp32 "
+             f"{peaks['fp32'].gflops:.0f} / bf16 {peaks['bf16'].gflops:.0f} GFLOP/s")
+    metadata = {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "model": args.model_name_or_path, "threads": threads, "repeats": args.repeats,
+        "roofline": {name: peak.as_dict() for name, peak in peaks.items()},
+        "machine": capabilities.as_dict(),
+    }
+    payload = {"metadata": metadata, "results": [r.as_dict() for r in results], "summary": summarise(results)}
+    (output_dir / "bench.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    plot(output_dir / "bench.png", results, peaks, title)
+    (output_dir / "bench.md").write_text(f"{title}\n\n{format_markdown(results)}\n")
+    print(f"\n{title}\n")
+    for name, peak in peaks.items():
+        print(f"matmul roofline {name}: {peak.gflops:.0f} GFLOP/s ({peak.backend}, M,K,N={peak.shape})")
+    print()
+    print(format_table(results))
+    print("\nsummary:\n" + "\n".join(summarise(results)))
+    print(f"\nwrote {output_dir}/bench.json, bench.md, bench.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Preparing and timing every path for one input shape, side by side, in a process of its own."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..capabilities import CpuCapabilities, detect_capabilities
+from ..cli_logging import configure_cli_logging
+from ..models import load_qa_model_and_tokenizer
+from ..optimize import prepare_for_inference
+from ..parity import max_abs_difference
+from ..qa.data import load_examples
+from ..qa.features import prepare_validation_features
+from ..timing import LatencyStats, interleaved_latency
+from .paths import PathSpec
+from .peers import BUILDERS, PeerUnavailable
+from .profiling import profile_operators
+from .roofline import MatmulPeak, count_model_flops
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PathResult:
+    """One path at one input shape."""
+
+    path: str
+    family: str
+    precision: str
+    seq_len: int
+    batch_size: int
+    ran_as: str = ""
+    fallbacks: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    setup_s: float = 0.0
+    median_ms: float = float("nan")
+    p90_ms: float = float("nan")
+    speedup_vs_eager_fp32: float = float("nan")
+    achieved_gflops: float = float("nan")
+    roofline_fraction: float = float("nan")
+    max_logit_diff_vs_eager: float = float("nan")
+    profile: dict[str, Any] | None = None  # for the best PyTorch path per precision: where the time goes
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_inputs(tokenizer: Any, seq_len: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """`batch_size` real SQuAD windows of `seq_len` tokens from the packaged dev subset."""
+    examples, _ = load_examples()
+    features = prepare_validation_features(examples[: 4 * batch_size], tokenizer, seq_len, max(1, seq_len // 3))
+    if len(features) < batch_size:
+        raise ValueError(f"not enough windows for batch {batch_size}")
+    return next(features.batches(batch_size))
+
+
+def _build(
+    spec: PathSpec, models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tensor], threads: int,
+    capabilities: CpuCapabilities,
+) -> tuple[Callable[..., Any], str, list[str], float]:
+    """Prepare one path; returns the callable, what it ran as, its fallbacks and its set-up seconds."""
+    model = models[spec.attn_implementation]
+    start = time.perf_counter()
+    if spec.peer:
+        runner = BUILDERS[spec.peer](model, inputs, spec.precision, threads)
+        runner(**inputs)  # first inference initialises the runtime
+        return runner, spec.name, [], time.perf_counter() - start
+    ready = prepare_for_inference(model, inputs, mode=spec.mode, precision=spec.precision,
+                                  capabilities=capabilities, **dict(spec.options))  # warmed up, returns ModelOutput
+    return ready, ready.record.ran_as, list(ready.record.fallbacks), time.perf_counter() - start
+
+
+def _logits(outputs: Any) -> torch.Tensor:
+    """Start and end logits of a QuestionAnsweringModelOutput (our paths) or the peers' dict, stacked in fp32."""
+    return torch.stack([outputs["start_logits"].float(), outputs["end_logits"].float()])
+
+
+def bench_shape(
+    specs: Sequence[PathSpec], models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tensor],
+    peaks: dict[str, MatmulPeak], repeats: int, threads: int, capabilities: CpuCapabilities,
+    profile: bool = True,
+) -> list[PathResult]:
+    """Prepare every path for one input shape, then time them all round-robin."""
+    seq_len, batch_size = inputs["input_ids"].shape[1], inputs["input_ids"].shape[0]
+    flops = count_model_flops(models["sdpa"], inputs)
+    results, runners = [], {}
+    with torch.no_grad():
+        reference_logits = _logits(models["sdpa"](**inputs))
+    for spec in tqdm(specs, desc=f"preparing paths (seq {seq_len}, batch {batch_size})", leave=False):
+        result = PathResult(spec.name, spec.family, spec.precision, seq_len, batch_size)
+        results.append(result)
+        try:
+            runner, result.ran_as, result.fallbacks, result.setup_s = _build(spec, models, inputs, threads,
+                                                                              capabilities)
+        except PeerUnavailable as error:
+            result.skipped = str(error)
+            logger.warning("skipping %s: %s", spec.name, error)
+            continue
+        except Exception as error:  # a peer's converter can fail in many ways: report, keep going
+            result.skipped = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+            logger.warning("skipping %s: %s", spec.name, result.skipped)
+            continue
+        with torch.no_grad():
+            result.max_logit_diff_vs_eager = max_abs_difference(reference_logits, _logits(runner(**inputs)))
+        runners[spec.name] = runner
+    stats: dict[str, LatencyStats] = interleaved_latency(runners, inputs, warmup=1, repeats=repeats)
+    reference = stats[specs[0].name].median
+    for result in results:
+        if result.path not in stats:
+            continue
+        median = stats[result.path].median
+        result.median_ms, result.p90_ms = 1000 * median, 1000 * stats[result.path].p90
+        result.speedup_vs_eager_fp32 = reference / median
+        result.achieved_gflops = flops / median / 1e9
+        result.roofline_fraction = result.achieved_gflops / peaks[result.precision].gflops
+    if profile:
+        for best in best_pytorch_paths(results).values():
+            best.profile = profile_operators(runners[best.path], inputs).as_dict()
+    return results
+
+
+def best_pytorch_paths(results: Sequence[PathResult]) -> dict[str, PathResult]:
+    """The fastest PyTorch path per precision (auto and paths that fell back excluded)."""
+    best: dict[str, PathResult] = {}
+    for result in results:
+        if result.family != "pytorch" or result.skipped or result.fallbacks or result.path.startswith("auto"):
+            continue
+        if result.precision not in best or result.median_ms < best[result.precision].median_ms:
+            best[result.precision] = result
+    return best
+
+
+def _bench_shape_here(
+    model_name: str, specs: Sequence[PathSpec], shape: tuple[int, int], peaks: dict[str, MatmulPeak],
+    repeats: int, threads: int, profile: bool,
+) -> list[PathResult]:
+    """Load the models and benchmark one shape in this process."""
+    configure_cli_logging()  # a fresh process: the worker half of the CLI
+    logging.getLogger("cpu_inference_helpers.models").setLevel(logging.ERROR)  # the parent said it once
+    torch.set_num_threads(threads)
+    loaded = {attn: load_qa_model_and_tokenizer(model_name, attn)
+              for attn in sorted({spec.attn_implementation for spec in specs} | {"sdpa"})}
+    models = {attn: item.model for attn, item in loaded.items()}
+    inputs = make_inputs(loaded["sdpa"].tokenizer, *shape)
+    return bench_shape(specs, models, inputs, peaks, repeats, threads, detect_capabilities(), profile=profile)
+
+
+def run_shape_in_subprocess(
+    model_name: str, specs: Sequence[PathSpec], shape: tuple[int, int], peaks: dict[str, MatmulPeak],
+    repeats: int, threads: int, profile: bool,
+) -> list[PathResult]:
+    """Benchmark one shape in a fresh process: compiled graphs and prepacked weight copies of ~20 paths
+    would otherwise pile up from shape to shape, and each shape starts from the same clean state.
+    A crashed worker (e.g. killed for memory) is reported as skipped paths, not a lost run."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+        future = executor.submit(_bench_shape_here, model_name, specs, shape, peaks, repeats, threads, profile)
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            reason = f"the benchmark process for this shape died ({error}): out of memory? try fewer --paths"
+            logger.error("seq %d, batch %d: %s", *shape, reason)
+            return [PathResult(spec.name, spec.family, spec.precision, *shape, skipped=reason) for spec in specs]
