@@ -33,7 +33,7 @@ QA_QUESTIONS ?= 1000
 TRAIN_OUTPUT ?= results/train
 TRAIN_FILES ?= ../shared/data/squadshifts/*.json.xz
 # The notebooks read their sizes from TUTORIAL_* variables: tests run them small, JupyterLab full size.
-NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 \
+NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 TUTORIAL_CALIBRATION_WINDOWS=16 \
 	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
 .PHONY: qa test test-stack lab info bench train clean

@@ -28,6 +28,7 @@ import torch
 
 from .cli_logging import configure_cli_logging
 from .models import DEFAULT_MODEL, REFERENCE_CHECKPOINT
+from .qa.calibration import DEFAULT_CALIBRATION_WINDOWS
 from .qa.comparison import ModeSpec, parse_mode_list
 from .qa.data import SquadFormatError
 from .qa.evaluation import DEFAULT_MODES, EvaluationSettings, evaluate_modes, mode_folder
@@ -89,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow_emulated_bf16", action="store_true",
                          help="run bf16 even on CPUs without native bf16 instructions")
     compare.add_argument("--seed", type=int, default=0, help="weight seed of the offline random models")
+    int8 = parser.add_argument_group("int8 modes (e.g. --modes eager,ipex+jit:bf16,ipex+jit:int8)")
+    int8.add_argument("--calibration_file",
+                      help="SQuAD-format text to calibrate static int8 on; it must share no question or context "
+                           "with the evaluated ones (default: the packaged 256 SQuADShifts new_wiki questions)")
+    int8.add_argument("--calibration_windows", type=int, default=DEFAULT_CALIBRATION_WINDOWS,
+                      help="windows to calibrate on (default: %(default)s)")
     return parser
 
 
@@ -135,6 +142,7 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (args.n_best_size < 1 or args.max_answer_length < 1, "--n_best_size and --max_answer_length must be >= 1"),
         (args.num_threads is not None and args.num_threads < 1, "--num_threads must be at least 1"),
         (args.warmup_steps < 0, "--warmup_steps must be at least 0"),
+        (args.calibration_windows < 1, "--calibration_windows must be at least 1"),
     ]
     for failed, message in checks:
         if failed:
@@ -159,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         per_device_eval_batch_size=args.per_device_eval_batch_size, modes=specs,
         attn_implementation=args.attn_implementation, warmup_steps=args.warmup_steps,
         allow_emulated_bf16=args.allow_emulated_bf16, seed=args.seed,
+        calibration_file=args.calibration_file, calibration_windows=args.calibration_windows,
     )
     try:
         evaluation = evaluate_modes(settings, args.output_dir)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .dtypes import as_dtype
+from .log_levels import logger_level
 from .parity import build_verified_or_eager, max_abs_difference, parity_tolerance
 from .precision import inference_context
 
@@ -117,25 +118,11 @@ def _disagreement_on_contrasting_inputs(
 
 
 @contextlib.contextmanager
-def _quiet_transformers_attribute_warnings() -> Iterator[None]:
-    """Silence transformers' modeling_utils logger while the tracer walks module attributes.
-
-    Scripting a traced module evaluates every property of every submodule, e.g. the
-    `loss_function` of an inner `BertModel`, which logs an irrelevant loss_type warning.
-    """
-    utils_logger = logging.getLogger("transformers.modeling_utils")
-    previous = utils_logger.level
-    utils_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        utils_logger.setLevel(previous)
-
-
-@contextlib.contextmanager
 def _tracer_warnings_recorded(caught: list[warnings.WarningMessage]) -> Iterator[None]:
     """Record TracerWarnings into `caught`; keep IPEX's and transformers' irrelevant chatter out of the output."""
-    with warnings.catch_warnings(record=True) as recorded, _quiet_transformers_attribute_warnings():
+    # The tracer reads every property of every submodule, e.g. an inner BertModel's `loss_function`, which
+    # logs an irrelevant loss_type warning through transformers.modeling_utils.
+    with warnings.catch_warnings(record=True) as recorded, logger_level("transformers.modeling_utils"):
         warnings.simplefilter("always", torch.jit.TracerWarning)
         # IPEX announces on every first run of a traced graph that its JIT passes are deprecated.
         warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")

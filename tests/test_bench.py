@@ -52,7 +52,7 @@ def test_linear_flops_are_counted():
     assert count_model_flops(Linear(), {"x": torch.zeros(8, 16)}) == 2 * 8 * 16 * 32
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, "int8"])
 def test_matmul_peak_reports_the_best_measurement(dtype):
     peak = measure_matmul_peak(dtype, shapes=[(64, 64, 64), (128, 64, 32)], repeats=2)
     assert peak.gflops == max(m["gflops"] for m in peak.measurements) > 0
@@ -82,7 +82,7 @@ def test_missing_peer_is_reported_as_unavailable(monkeypatch, example_batch):
 def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     status = bench_main([
         "--model_name_or_path", "random-bert-tiny", "--shapes", "32x1,48x2", "--repeats", "2",
-        "--paths", "eager (eager attention),jit,auto,eager:bf16,openvino", "--output_dir", str(tmp_path),
+        "--paths", "eager (eager attention),jit,auto,eager:bf16,openvino,eager:int8", "--output_dir", str(tmp_path),
     ])
     assert status == 0
     printed = capsys.readouterr().out
@@ -94,18 +94,19 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert markdown[4].startswith("| eager | ") and "1.00x" in markdown[4]
     results = payload["results"]
     assert {(r["seq_len"], r["batch_size"]) for r in results} == {(32, 1), (48, 2)}
-    assert [r["path"] for r in results[:6]] == ["eager", "eager (eager attention)", "jit", "auto", "eager:bf16",
-                                                "openvino"]
+    assert [r["path"] for r in results[:7]] == ["eager", "eager (eager attention)", "jit", "auto", "eager:bf16",
+                                                "openvino", "eager:int8"]
     for result in results:
         if result["skipped"]:
             assert result["path"] == "openvino" and "pip install openvino" in result["skipped"]
             continue
         assert result["median_ms"] > 0 and result["roofline_fraction"] > 0
-        tolerance = 1e-4 if result["precision"] == "fp32" else 0.1
+        tolerance = {"fp32": 1e-4, "bf16": 0.1, "int8": 2.0}[result["precision"]]
         assert result["max_logit_diff_vs_eager"] < tolerance, result
     ran_as = {(r["path"], r["seq_len"]): r["ran_as"] for r in results if not r["skipped"]}
     assert ran_as[("jit", 32)] == "jit" and ran_as[("eager:bf16", 48)] == "eager:bf16"
-    assert ran_as[("auto", 32)].startswith("auto -> ")
+    assert ran_as[("auto", 32)].startswith("auto -> ") and ran_as[("eager:int8", 32)] == "eager:int8"
+    assert payload["metadata"]["roofline"]["int8"]["gflops"] > 0
     for result in results:  # the ratio is eager's median over the path's, both from the same interleaved run
         if not result["skipped"]:
             eager = next(r for r in results if r["path"] == "eager" and r["seq_len"] == result["seq_len"])
@@ -168,3 +169,25 @@ def test_usable_cpu_count_without_affinity_support(monkeypatch):
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     assert usable_cpu_count() == 6
+
+
+def test_int8_roofline_includes_the_int8_products():
+    backends = {m["backend"] for m in measure_matmul_peak("int8", shapes=[(64, 64, 64)], repeats=1).measurements}
+    assert "torch._int_mm" in backends and any(b.startswith("quantized.linear") for b in backends)
+
+
+def test_openvino_int8_quantizes_with_nncf_or_says_how_to_install_it(example_batch):
+    model = build_random_qa_model("random-bert-tiny", seed=5)
+    missing = [p for p in ("openvino", "nncf") if importlib.util.find_spec(p) is None]
+    if missing:
+        with pytest.raises(peers.PeerUnavailable, match=f"pip install {missing[0]}"):
+            peers.build_openvino(model, example_batch, "int8", calibration=[example_batch])
+        return
+    with pytest.raises(peers.PeerUnavailable, match="calibration"):
+        peers.build_openvino(model, example_batch, "int8")
+    runner = peers.build_openvino(model, example_batch, "int8", calibration=[example_batch])
+    with torch.no_grad():
+        assert max_abs_difference(model(**example_batch), runner(**example_batch)) < 2.0
+    runtime = runner.compiled_model.get_runtime_model().get_ops()
+    precisions = {op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime}
+    assert "i8" in precisions, precisions  # the GEMMs run on int8 data

@@ -153,3 +153,37 @@ def test_a_model_without_a_qa_head_is_refused(tmp_path, capsys, evaluation_spy):
 def test_output_dir_write_probe_leaves_nothing_behind(tmp_path):
     folder = prepare_output_dir(tmp_path / "new" / "nested")
     assert folder.is_dir() and os.listdir(folder) == []
+
+
+# int8 calibration: refused before the model loads when it cannot be used or would flatter the accuracy.
+INT8 = ["--do_eval", "--model_name_or_path", "random-bert-tiny", "--per_device_eval_batch_size", "4",
+        "--max_seq_length", "64", "--doc_stride", "16", "--max_eval_samples", "4", "--modes", "eager:int8"]
+
+
+def test_missing_calibration_file_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    loads = []
+    monkeypatch.setattr(evaluation, "load_qa_model_and_tokenizer", lambda *a, **k: loads.append(1))
+    status = run_qa.main([*INT8, "--calibration_file", str(tmp_path / "nowhere.json"), "--output_dir",
+                          str(tmp_path / "o")])
+    assert status == 2 and "nowhere.json" in capsys.readouterr().err and not loads
+
+
+def test_calibrating_on_the_evaluated_questions_is_refused(tmp_path, capsys, evaluation_spy):
+    data = write_records(tmp_path / "dev.json", ["Who wrote the first program?"],
+                         [{"text": "Ada Lovelace", "answer_start": 0}])
+    status = run_qa.main([*INT8, "--validation_file", str(data), "--calibration_file", str(data),
+                          "--output_dir", str(tmp_path / "o")])
+    assert status == 2 and "shares 1 question ids" in capsys.readouterr().err and not evaluation_spy
+
+
+def test_calibration_windows_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        run_qa.main([*INT8, "--calibration_windows", "0"])
+    assert "--calibration_windows must be at least 1" in capsys.readouterr().err
+
+
+def test_an_int8_mode_runs_end_to_end_and_records_what_it_ran(tmp_path):
+    assert run_qa.main([*INT8, "--calibration_windows", "4", "--output_dir", str(tmp_path)]) == 0
+    results = {r["name"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
+    assert results["eager:int8"]["ran_as"] == "eager:int8"
+    assert (tmp_path / "eager-int8" / "eval_results.json").exists()

@@ -89,7 +89,7 @@ def test_ipex_modes_report_the_fallback_when_ipex_is_missing(tmp_path, monkeypat
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ([], parse_mode_list("eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16")),
+        ([], parse_mode_list("eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8")),
         (["--jit_mode_eval"], [ModeSpec("jit")]),
         (["--use_ipex"], [ModeSpec("ipex")]),
         (["--jit_mode_eval", "--use_ipex", "--bf16"], [ModeSpec("ipex+jit", "bf16")]),

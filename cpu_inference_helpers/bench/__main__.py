@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..capabilities import detect_capabilities, usable_cpu_count
 from ..cli_logging import configure_cli_logging
+from ..dtypes import PRECISIONS
 from ..models import BERT_BASE_SHAPED_MODEL, load_qa_model_and_tokenizer
 from . import __doc__ as PACKAGE_DOC
 from .paths import REFERENCE, PathSpec, default_paths, parse_shapes
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    logger.info("measuring the matmul roofline (fp32, bf16) with %d threads", threads)
-    peaks = {"fp32": measure_matmul_peak(torch.float32), "bf16": measure_matmul_peak(torch.bfloat16)}
+    logger.info("measuring the matmul roofline (fp32, bf16, int8) with %d threads", threads)
+    peaks = {name: measure_matmul_peak(name) for name in PRECISIONS}
     results = []
     for shape in tqdm(shapes, desc="shapes"):
         results += run_shape_in_subprocess(args.model_name_or_path, specs, shape, peaks, args.repeats, threads,
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     title = (f"{args.model_name_or_path}, {capabilities.model_name}, {threads} threads; roofline fp32 "
-             f"{peaks['fp32'].gflops:.0f} / bf16 {peaks['bf16'].gflops:.0f} GFLOP/s")
+             f"{peaks['fp32'].gflops:.0f} / bf16 {peaks['bf16'].gflops:.0f} GFLOP/s, "
+             f"int8 {peaks['int8'].gflops:.0f} GOP/s")
     metadata = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "model": args.model_name_or_path, "threads": threads, "repeats": args.repeats,

@@ -41,10 +41,14 @@ def default_paths() -> list[PathSpec]:
     for mode in ("eager", "jit", "ipex", "ipex+jit", "compile", "auto"):
         paths.append(PathSpec(f"{mode}:bf16", "bf16", mode=mode))
     paths.insert(-2, PathSpec("ipex+jit:bf16 (eager attention)", "bf16", mode="ipex+jit", attn_implementation="eager"))
+    for mode in ("eager", "ipex+jit", "compile", "auto"):
+        paths.append(PathSpec(f"{mode}:int8", "int8", mode=mode))
+    paths.insert(-1, PathSpec("ipex+jit:int8 (eager attention)", "int8", mode="ipex+jit", attn_implementation="eager"))
     paths += [
         PathSpec("onnxruntime", peer="onnxruntime"),
         PathSpec("openvino", peer="openvino"),
         PathSpec("openvino:bf16", "bf16", peer="openvino"),
+        PathSpec("openvino:int8", "int8", peer="openvino"),
     ]
     return paths
 

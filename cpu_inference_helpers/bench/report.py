@@ -12,6 +12,7 @@ from .roofline import MatmulPeak
 from .runner import PathResult, best_pytorch_paths
 
 AUTO_TOLERANCE = 1.10  # the auto choice must be within 10% of the best PyTorch path
+INT8_OVER_BF16_TARGET = 1.3  # int8 earns its accuracy cost only when clearly faster than bf16
 
 
 def summarise(results: Sequence[PathResult]) -> list[str]:
@@ -22,21 +23,27 @@ def summarise(results: Sequence[PathResult]) -> list[str]:
         rows = [r for r in results if (r.seq_len, r.batch_size) == (seq_len, batch_size) and not r.skipped]
         timed = {r.path: r for r in rows}
         lines.append(f"seq {seq_len}, batch {batch_size}:")
-        for precision, best in best_pytorch_paths(rows).items():
+        bests = best_pytorch_paths(rows)
+        for precision, best in bests.items():
             text = (f"  best {precision} PyTorch path: {best.path} {best.speedup_vs_eager_fp32:.2f}x eager fp32, "
                     f"{best.roofline_fraction:.0%} of the {precision} matmul roofline")
-            peer = timed.get("openvino" if precision == "fp32" else "openvino:bf16")
+            peer = timed.get("openvino" if precision == "fp32" else f"openvino:{precision}")
             if peer:
                 text += f"; OpenVINO {precision} is {best.median_ms / peer.median_ms:.2f}x as fast as it"
             lines.append(text)
             if best.profile:
                 lines.append(f"    profile: {Profile(**best.profile).summary()}")
-            auto = timed.get("auto" if precision == "fp32" else "auto:bf16")
+            auto = timed.get("auto" if precision == "fp32" else f"auto:{precision}")
             if auto:
                 ratio = auto.median_ms / best.median_ms
                 verdict = "within" if ratio <= AUTO_TOLERANCE else "NOT within"
                 lines.append(f"  auto ({auto.ran_as}) takes {ratio:.2f}x the best {precision} time: "
                              f"{verdict} {AUTO_TOLERANCE - 1:.0%}")
+        if "int8" in bests and "bf16" in bests:
+            ratio = bests["bf16"].median_ms / bests["int8"].median_ms
+            lines.append(f"  best int8 ({bests['int8'].path}) runs {ratio:.2f}x the best bf16 ({bests['bf16'].path}): "
+                         f"{'at least' if ratio >= INT8_OVER_BF16_TARGET else 'below'} the "
+                         f"{INT8_OVER_BF16_TARGET:.1f}x target")
     return lines
 
 
@@ -101,12 +108,12 @@ def plot(path: Path, results: Sequence[PathResult], peaks: dict[str, MatmulPeak]
             axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
                       f" {r.speedup_vs_eager_fp32:.2f}x ({r.roofline_fraction:.0%})", va="center", fontsize=7)
         reference = next(r for r in rows if r.path == REFERENCE)
-        for precision, style in (("fp32", "--"), ("bf16", ":")):
+        for precision, style in (("fp32", "--"), ("bf16", ":"), ("int8", "-.")):
             limit = peaks[precision].gflops / reference.achieved_gflops  # eager's time / the roofline time
             axis.axvline(limit, color="black", linestyle=style, linewidth=1, label=f"{precision} roofline")
         axis.set_title(f"seq {seq_len}, batch {batch_size}", fontsize=10)
         axis.set_xlabel("speed-up vs eager fp32 (label: share of its precision's roofline)")
-        axis.set_xlim(0, max(peaks["bf16"].gflops / reference.achieved_gflops,
+        axis.set_xlim(0, max(peaks["int8"].gflops / reference.achieved_gflops,
                              max(r.speedup_vs_eager_fp32 for r in rows)) * 1.15)
         axis.invert_yaxis()
         axis.legend(fontsize=8, loc="upper right")

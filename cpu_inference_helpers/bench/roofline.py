@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..dtypes import precision_name
+from ..dtypes import INT8, as_dtype, precision_name
 from ..ipex_support import load_ipex
 
 logger = logging.getLogger(__name__)
@@ -92,26 +92,58 @@ def _gemm_candidates(dtype: torch.dtype, m: int, k: int, n: int) -> dict[str, Ca
     return candidates
 
 
+def _int8_gemm_candidates(m: int, k: int, n: int) -> dict[str, Callable[[], Any]]:
+    """The int8 products PyTorch reaches on CPU (int32 accumulation): `torch._int_mm`, and the static
+    quantized Linear of each quantized engine (u8 activations x s8 prepacked weights, VNNI / AMX-INT8)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randint(-128, 128, (m, k), generator=generator, dtype=torch.int8)
+    b = torch.randint(-128, 128, (k, n), generator=generator, dtype=torch.int8)
+    candidates: dict[str, Callable[[], Any]] = {"torch._int_mm": lambda: torch._int_mm(a, b)}
+    x, weight = torch.randn(m, k, generator=generator), torch.randn(n, k, generator=generator)
+    for engine in ("x86", "onednn", "fbgemm"):
+        if engine not in torch.backends.quantized.supported_engines:
+            continue
+        try:
+            previous, torch.backends.quantized.engine = torch.backends.quantized.engine, engine
+            qx = torch.quantize_per_tensor(x, 0.05, 64, torch.quint8)
+            packed = torch.ops.quantized.linear_prepack(torch.quantize_per_tensor(weight, 0.05, 0, torch.qint8), None)
+            torch.ops.quantized.linear(qx, packed, 0.1, 64)
+
+            def run(engine: str = engine, qx: torch.Tensor = qx, packed: Any = packed) -> Any:
+                torch.backends.quantized.engine = engine
+                return torch.ops.quantized.linear(qx, packed, 0.1, 64)
+
+            candidates[f"quantized.linear ({engine})"] = run
+        except (RuntimeError, AttributeError) as error:
+            logger.info("quantized engine %s unavailable: %s", engine, error)
+        finally:
+            torch.backends.quantized.engine = previous
+    return candidates
+
+
 def measure_matmul_peak(
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     shapes: Sequence[tuple[int, int, int]] = DEFAULT_SHAPES,
     repeats: int = 5,
 ) -> MatmulPeak:
-    """The best GEMM throughput (GFLOP/s) PyTorch reaches here in `dtype`, over backends and shapes.
+    """The best GEMM throughput (GFLOP/s, or int8 GOP/s) PyTorch reaches here in `dtype`, over backends and shapes.
 
-    Uses the current torch thread count, so set it to what the models will use.
+    `dtype`: "fp32" / "bf16" / "int8" or the torch dtype. Uses the current torch thread count, so set it
+    to what the models will use.
     """
+    name = precision_name(dtype)
     measurements = []
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")  # IPEX, on every first call
         for m, k, n in shapes:
-            for backend, fn in _gemm_candidates(dtype, m, k, n).items():
+            candidates = _int8_gemm_candidates(m, k, n) if name == INT8 else _gemm_candidates(as_dtype(name), m, k, n)
+            for backend, fn in candidates.items():
                 seconds = _best_seconds(fn, repeats)
                 measurements.append(
                     {"backend": backend, "shape": (m, k, n), "gflops": 2 * m * k * n / seconds / 1e9}
                 )
     best = max(measurements, key=lambda item: item["gflops"])
-    return MatmulPeak(precision_name(dtype), best["gflops"], best["backend"], best["shape"], measurements)
+    return MatmulPeak(name, best["gflops"], best["backend"], best["shape"], measurements)
 
 
 def count_model_flops(model: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> int:

@@ -16,9 +16,11 @@ from tqdm.auto import tqdm
 
 from ..capabilities import CpuCapabilities, detect_capabilities
 from ..cli_logging import configure_cli_logging
+from ..dtypes import INT8
 from ..models import load_qa_model_and_tokenizer
 from ..optimize import prepare_for_inference
 from ..parity import max_abs_difference
+from ..qa.calibration import calibration_batches, load_calibration_examples
 from ..qa.data import load_examples
 from ..qa.features import prepare_validation_features
 from ..timing import LatencyStats, interleaved_latency
@@ -28,6 +30,9 @@ from .profiling import profile_operators
 from .roofline import MatmulPeak, count_model_flops
 
 logger = logging.getLogger(__name__)
+
+#: Windows the int8 paths calibrate on per shape (speed is what the benchmark measures; `make qa` judges accuracy).
+BENCH_CALIBRATION_WINDOWS = 16
 
 
 @dataclass
@@ -66,17 +71,18 @@ def make_inputs(tokenizer: Any, seq_len: int, batch_size: int) -> dict[str, torc
 
 def _build(
     spec: PathSpec, models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tensor], threads: int,
-    capabilities: CpuCapabilities,
+    capabilities: CpuCapabilities, calibration: list[dict[str, torch.Tensor]] | None,
 ) -> tuple[Callable[..., Any], str, list[str], float]:
     """Prepare one path; returns the callable, what it ran as, its fallbacks and its set-up seconds."""
     model = models[spec.attn_implementation]
     start = time.perf_counter()
     if spec.peer:
-        runner = BUILDERS[spec.peer](model, inputs, spec.precision, threads)
+        runner = BUILDERS[spec.peer](model, inputs, spec.precision, threads, calibration=calibration)
         runner(**inputs)  # first inference initialises the runtime
         return runner, spec.name, [], time.perf_counter() - start
-    ready = prepare_for_inference(model, inputs, mode=spec.mode, precision=spec.precision,
-                                  capabilities=capabilities, **dict(spec.options))  # warmed up, returns ModelOutput
+    int8_calibration = calibration if spec.precision == INT8 else None
+    ready = prepare_for_inference(model, inputs, mode=spec.mode, precision=spec.precision, capabilities=capabilities,
+                                  calibration=int8_calibration, **dict(spec.options))  # warmed up, returns ModelOutput
     return ready, ready.record.ran_as, list(ready.record.fallbacks), time.perf_counter() - start
 
 
@@ -88,9 +94,12 @@ def _logits(outputs: Any) -> torch.Tensor:
 def bench_shape(
     specs: Sequence[PathSpec], models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tensor],
     peaks: dict[str, MatmulPeak], repeats: int, threads: int, capabilities: CpuCapabilities,
-    profile: bool = True,
+    profile: bool = True, calibration: list[dict[str, torch.Tensor]] | None = None,
 ) -> list[PathResult]:
-    """Prepare every path for one input shape, then time them all round-robin."""
+    """Prepare every path for one input shape, then time them all round-robin.
+
+    `calibration`: batches of the same shape for the int8 paths (training-side text, not `inputs`).
+    """
     seq_len, batch_size = inputs["input_ids"].shape[1], inputs["input_ids"].shape[0]
     flops = count_model_flops(models["sdpa"], inputs)
     results, runners = [], {}
@@ -101,7 +110,7 @@ def bench_shape(
         results.append(result)
         try:
             runner, result.ran_as, result.fallbacks, result.setup_s = _build(spec, models, inputs, threads,
-                                                                              capabilities)
+                                                                              capabilities, calibration)
         except PeerUnavailable as error:
             result.skipped = str(error)
             logger.warning("skipping %s: %s", spec.name, error)
@@ -152,7 +161,13 @@ def _bench_shape_here(
               for attn in sorted({spec.attn_implementation for spec in specs} | {"sdpa"})}
     models = {attn: item.model for attn, item in loaded.items()}
     inputs = make_inputs(loaded["sdpa"].tokenizer, *shape)
-    return bench_shape(specs, models, inputs, peaks, repeats, threads, detect_capabilities(), profile=profile)
+    calibration = None
+    if any(spec.precision == INT8 for spec in specs):
+        calibration = calibration_batches(load_calibration_examples(), loaded["sdpa"].tokenizer, shape[0],
+                                          max(1, shape[0] // 3), windows=BENCH_CALIBRATION_WINDOWS,
+                                          batch_size=shape[1])
+    return bench_shape(specs, models, inputs, peaks, repeats, threads, detect_capabilities(), profile=profile,
+                       calibration=calibration)
 
 
 def run_shape_in_subprocess(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..dtypes import as_dtype
+from ..dtypes import INT8, precision_name
 from ..optimize import InferenceModel, parse_mode, prepare_for_inference
 from ..timing import LatencyStats, break_even_samples, time_call
 from .data import SquadExample, require_scorable
@@ -46,9 +46,7 @@ class ModeSpec:
     @classmethod
     def parse(cls, text: str) -> ModeSpec:
         mode, _, precision = text.strip().partition(":")
-        precision = precision or "fp32"
-        as_dtype(precision)  # validates
-        return cls(parse_mode(mode), precision.strip().lower())
+        return cls(parse_mode(mode), precision_name(precision or "fp32"))
 
 
 def parse_mode_list(text: str) -> list[ModeSpec]:
@@ -116,6 +114,7 @@ def prepare_modes(
     specs: Sequence[ModeSpec],
     warmup_steps: int = 2,
     allow_emulated_bf16: bool = False,
+    calibration: Sequence[dict[str, torch.Tensor]] | None = None,
 ) -> list[_ModeRun]:
     """Prepare every mode; set-up time includes optimisation, tracing and `warmup_steps` passes
     (which `prepare_for_inference` runs)."""
@@ -125,6 +124,7 @@ def prepare_modes(
         prepared = prepare_for_inference(
             model, example_batch, mode=spec.mode, precision=spec.precision,
             warmup_steps=warmup_steps, allow_emulated_bf16=allow_emulated_bf16,
+            calibration=calibration if spec.precision == INT8 else None,
         )
         run = _ModeRun(spec, prepared, time.perf_counter() - start)
         run.warmed_shapes.add(_shape(example_batch))
@@ -181,8 +181,11 @@ def compare_modes(
     max_answer_length: int = 30,
     warmup_steps: int = 2,
     allow_emulated_bf16: bool = False,
+    calibration: Sequence[dict[str, torch.Tensor]] | None = None,
 ) -> tuple[list[ModeResult], dict[str, dict[str, str]], dict[str, dict[str, list[NBestEntry]]]]:
     """Evaluate `examples` in every mode of `specs`; eager fp32 is added first as the reference.
+
+    `calibration` batches (int8 modes only) must come from other data than `examples`.
 
     Returns:
         The per-mode results, the predicted answer per question id for each mode, and the
@@ -195,7 +198,7 @@ def compare_modes(
         logger.info("adding eager fp32 as the reference mode")
     specs = [ModeSpec(REFERENCE)] + [spec for spec in specs if spec != ModeSpec(REFERENCE)]
     batches = list(features.batches(batch_size))
-    runs = prepare_modes(model, batches[0], specs, warmup_steps, allow_emulated_bf16)
+    runs = prepare_modes(model, batches[0], specs, warmup_steps, allow_emulated_bf16, calibration)
     warm_up_remaining_shapes(runs, batches)
     run_interleaved(runs, batches)
 

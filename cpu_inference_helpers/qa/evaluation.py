@@ -17,8 +17,15 @@ from typing import Any
 import torch
 
 from ..capabilities import detect_capabilities
+from ..dtypes import INT8
 from ..models import DEFAULT_MODEL, load_qa_model_and_tokenizer
 from ..output_files import OutputWriteError, StagedFiles, prepare_output_dir, staged_outputs
+from .calibration import (
+    DEFAULT_CALIBRATION_WINDOWS,
+    calibration_batches,
+    load_calibration_examples,
+    require_disjoint,
+)
 from .comparison import ModeResult, ModeSpec, compare_modes, parse_mode_list
 from .data import load_examples, require_scorable
 from .features import prepare_validation_features
@@ -27,7 +34,7 @@ from .report import plot_results, write_csv, write_json
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16"
+DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8"
 
 
 @dataclass
@@ -49,6 +56,8 @@ class EvaluationSettings:
     warmup_steps: int = 2
     allow_emulated_bf16: bool = False
     seed: int = 0
+    calibration_file: str | None = None  # int8 calibration text; None: the packaged SQuADShifts set
+    calibration_windows: int = DEFAULT_CALIBRATION_WINDOWS
 
 
 @dataclass
@@ -121,11 +130,24 @@ def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None =
     if settings.max_eval_samples:
         examples = examples[: settings.max_eval_samples]
     require_scorable(examples, source)
+    calibration_examples = None
+    if any(spec.precision == INT8 for spec in settings.modes):
+        if settings.calibration_windows < 1:
+            raise ValueError("calibration_windows must be at least 1")
+        calibration_examples = load_calibration_examples(settings.calibration_file)
+        require_disjoint(calibration_examples, examples)
     loaded = load_qa_model_and_tokenizer(settings.model_name_or_path, settings.attn_implementation, settings.seed)
     features = prepare_validation_features(
         examples, loaded.tokenizer, settings.max_seq_length, settings.doc_stride,
         model_max_positions=getattr(loaded.model.config, "max_position_embeddings", None),
     )
+    calibration = None
+    if calibration_examples is not None:
+        calibration = calibration_batches(
+            calibration_examples, loaded.tokenizer, features.max_seq_length, settings.doc_stride,
+            settings.calibration_windows, settings.per_device_eval_batch_size,
+            model_max_positions=getattr(loaded.model.config, "max_position_embeddings", None),
+        )
     capabilities = detect_capabilities(include_ipex=True)
     threads = torch.get_num_threads()
     logger.info(
@@ -137,7 +159,7 @@ def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None =
         loaded.model, examples, features, settings.modes,
         batch_size=settings.per_device_eval_batch_size, n_best_size=settings.n_best_size,
         max_answer_length=settings.max_answer_length, warmup_steps=settings.warmup_steps,
-        allow_emulated_bf16=settings.allow_emulated_bf16,
+        allow_emulated_bf16=settings.allow_emulated_bf16, calibration=calibration,
     )
     arguments = asdict(settings)
     arguments["modes"] = [spec.name for spec in settings.modes]
