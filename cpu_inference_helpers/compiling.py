@@ -4,6 +4,14 @@ TorchScript is deprecated in recent PyTorch and transformers 5 dropped its Torch
 support; `torch.compile` is the path forward. Compilation happens on the first call, so
 `compile_model` runs the warm-up passes itself and, like `trace_model`, verifies the
 result against eager and falls back with a logged reason when anything fails.
+
+Freezing (weights as constants: autocast's weight casts folded once, weights pre-packed for
+oneDNN / MKL) needs the global `torch._inductor.config.freezing` while Dynamo traces:
+Dynamo decides then whether parameters become graph constants or graph inputs.
+`torch.compile(..., options={"freezing": True})` sets it only later, inside Inductor, after
+the parameters were lifted to inputs, so Inductor's freezing finds nothing to freeze and the
+weights are cast (bf16) and read unpacked on every call. `FreezingCompiled` sets it around
+every call instead, so the first compilation and any recompilation (a new shape) freeze.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch._inductor.config as inductor_config
 
 from .dtypes import as_dtype
-from .parity import build_verified_or_eager
+from .parity import build_verified_or_eager, flatten_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +38,24 @@ class CompileResult:
     compiled: bool
     reason: str | None
     seconds: float
+
+
+class FreezingCompiled:
+    """A `torch.compile`d model whose compilations see Inductor's global `freezing` setting.
+
+    Calling it compiles on first use (and again for each new input shape); each call runs
+    under `torch._inductor.config.patch(freezing=...)` so that Dynamo, when it traces, makes
+    the weights graph constants. Frozen weights are read once: changing the model's weights
+    afterwards does not change this model's outputs (as with `torch.jit.freeze`).
+    """
+
+    def __init__(self, compiled: Callable[..., Any], freezing: bool):
+        self.compiled = compiled
+        self.freezing = freezing
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with inductor_config.patch(freezing=self.freezing):
+            return self.compiled(*args, **kwargs)
 
 
 def compile_model(
@@ -45,18 +72,44 @@ def compile_model(
         model: the model (eval mode is set); it is left unchanged.
         example_inputs: a dict of named tensors; shapes are compiled statically, so use the
             shapes you will run (e.g. padding to a fixed max_seq_length).
-        dtype: "fp32" / torch.float32, or "bf16" / torch.bfloat16 to run under CPU autocast.
-        freezing: let Inductor treat weights as constants (constant folding, oneDNN weight prepacking).
+        dtype: "fp32" / torch.float32, "bf32" (fp32, bf16 matrix products), or "bf16" /
+            torch.bfloat16 to run under CPU autocast.
+        freezing: let Inductor treat weights as constants (constant folding, oneDNN weight prepacking);
+            the model's weights must not change afterwards.
         warmup_steps: calls after compilation, before anyone times the model.
         verify: compare with eager on the example inputs and fall back beyond `parity_tolerance`.
     """
-    dtype = as_dtype(dtype)
+    as_dtype(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
 
-    def compile_(inputs: dict[str, torch.Tensor]) -> Any:
-        return torch.compile(model, backend="inductor", dynamic=False, options={"freezing": freezing})
+    def compile_(inputs: dict[str, torch.Tensor]) -> FreezingCompiled:
+        return FreezingCompiled(torch.compile(model, backend="inductor", dynamic=False), freezing)
 
     built = build_verified_or_eager(model, example_inputs, compile_, dtype=dtype, what="the compiled model's",
                                     warmup_steps=warmup_steps, verify=verify)
     if not built.applied:
         logger.warning("torch.compile not applied, using the eager model: %s", built.reason)
     return CompileResult(built.model, built.applied, built.reason, built.seconds)
+
+
+def reads_linear_weights_each_call(
+    call: Callable[..., Any], model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]
+) -> bool:
+    """Whether `call` (a compiled, traced or prepared `model`) reads `model`'s Linear weights on every call.
+
+    With freezing that works, the Linear weights are folded into the graph at compile time (cast
+    to bf16 once under autocast, pre-packed for oneDNN / MKL on x86): copies, so a later change
+    to the model goes unseen. Unfrozen, the graph takes the weights as inputs on every call. This
+    doubles every Linear weight for one call (halving it back restores the exact values: a power
+    of two) and reports whether the outputs moved.
+    """
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        before = [t.clone() for t in flatten_outputs(call(**inputs))]
+        for weight in weights:
+            weight.mul_(2)
+        try:
+            after = flatten_outputs(call(**inputs))
+        finally:
+            for weight in weights:
+                weight.div_(2)
+    return any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))

@@ -28,9 +28,9 @@ from transformers.utils import ModelOutput
 from .attention import attention_implementation, with_attention_implementation
 from .capabilities import CpuCapabilities, cached_capabilities
 from .compiling import compile_model
-from .dtypes import INT8, precision_name
-from .ipex_support import optimize_with_ipex, probe_ipex
-from .precision import inference_context, resolve_precision
+from .dtypes import BF32, INT8, as_dtype, precision_name
+from .ipex_support import load_ipex, optimize_with_ipex, probe_ipex
+from .precision import bf32_fallback_reason, inference_context, resolve_precision
 from .quantization import prepare_int8
 from .tracing import trace_model
 
@@ -83,16 +83,17 @@ class InferenceModel:
     eager model's `ModelOutput` class (`output_class`), so callers never need to tell them apart.
     """
 
-    def __init__(self, module: Any, dtype: torch.dtype, traced: bool, record: OptimizationRecord,
+    def __init__(self, module: Any, precision: str | torch.dtype, traced: bool, record: OptimizationRecord,
                  output_class: type | None = None):
         self.module = module
-        self.dtype = dtype
+        self.precision = precision_name(precision)  # what the calls run in: fp32, bf16 (autocast), bf32
+        self.dtype = as_dtype(precision)
         self.traced = traced
         self.record = record
         self.output_class = output_class
 
     def __call__(self, **inputs: torch.Tensor) -> Any:
-        with inference_context(self.dtype, traced=self.traced):
+        with inference_context(self.precision, traced=self.traced):
             outputs = self.module(**inputs)
         if self.output_class is not None and isinstance(outputs, Mapping) and not isinstance(outputs, ModelOutput):
             return self.output_class(**outputs)
@@ -185,8 +186,9 @@ def prepare_for_inference(
             says what it picked and why), "eager", "jit", "ipex", "ipex+jit" or "compile".
         precision: "fp32" / torch.float32, "bf16" / torch.bfloat16 (CPU autocast mixed precision),
             "int8" / torch.qint8 (quantized Linear layers; the path per mode is in `quantization`),
-            or "auto" (bf16 where the CPU has native bf16, fp32 elsewhere: use it when bf16's
-            accuracy is acceptable). Anything else raises ValueError.
+            "bf32" (opt-in: fp32 model and tensors, matrix products in bf16 by oneDNN, on CPUs with AMX;
+            fp32 with a logged reason elsewhere), or "auto" (bf16 where the CPU has native bf16, fp32
+            elsewhere: use it when bf16's accuracy is acceptable; never bf32). Anything else raises ValueError.
         auto_kernel_selection: IPEX fp32 kernel choice; None decides per CPU (oneDNN
             where MKL is slow, i.e. non-Intel x86), True/False forces it.
         allow_emulated_bf16: run bf16 even where the CPU lacks native bf16 instructions.
@@ -210,7 +212,7 @@ def prepare_for_inference(
     if isinstance(precision, str) and precision.strip().lower() == AUTO:
         precision, reason = resolve_auto_precision(caps)
         choices.append(reason)
-    precision = precision_name(precision)  # a clear ValueError for anything but fp32 / bf16 / int8 (name or dtype)
+    precision = precision_name(precision)  # a clear ValueError for anything but fp32 / bf16 / bf32 / int8
     options = dict(auto_kernel_selection=auto_kernel_selection, allow_emulated_bf16=allow_emulated_bf16,
                    freeze=freeze, warmup_steps=warmup_steps, verify=verify, capabilities=caps,
                    calibration=list(calibration) if calibration is not None else None)
@@ -218,7 +220,8 @@ def prepare_for_inference(
         ready = _prepare_mode(model, example_inputs, mode, precision, attention=attention, **options)
     else:
         tried = []
-        runs_bf16 = precision != INT8 and resolve_precision(precision, caps, allow_emulated_bf16)[0] == torch.bfloat16
+        runs_bf16 = (precision not in (INT8, BF32)
+                     and resolve_precision(precision, caps, allow_emulated_bf16)[0] == torch.bfloat16)
         for candidate, reason in auto_plan(caps):
             candidate_attention = attention
             if (attention is None and candidate == "ipex+jit" and (runs_bf16 or precision == INT8)
@@ -273,6 +276,14 @@ def _prepare_mode(
         record.precision = INT8 if int8.quantized else "fp32"
         return _ready(int8.model, model, example_inputs, torch.float32, int8.traced, int8.warmed_up, record,
                       warmup_steps, start)
+    if requested == BF32:
+        bf32_reason = bf32_fallback_reason(caps)
+        if bf32_reason:
+            logger.warning("%s", bf32_reason)
+            record.fallbacks.append(bf32_reason)
+            record.precision = requested = "fp32"
+        else:
+            record.applied.append("bf32 (oneDNN bf16 math for fp32 matrix products)")
     dtype, precision_reason = resolve_precision(requested, caps, allow_emulated_bf16)
     if precision_reason:
         logger.warning("%s", precision_reason)
@@ -280,12 +291,16 @@ def _prepare_mode(
         record.precision = precision_name(dtype)
     if dtype == torch.bfloat16:
         record.applied.append("bf16 autocast")
+    runs_in: str | torch.dtype = BF32 if requested == BF32 else dtype  # bf32: fp32 tensors, bf16 matmul math
 
     use_ipex, use_jit = mode.startswith("ipex"), mode.endswith("jit")
     if use_ipex:
-        if auto_kernel_selection is None:
-            auto_kernel_selection = caps.prefers_onednn_fp32
-        result = optimize_with_ipex(model, dtype=dtype, auto_kernel_selection=auto_kernel_selection)
+        if auto_kernel_selection is None:  # bf32 is oneDNN's: MKL's sgemm has no bf16 math mode
+            auto_kernel_selection = caps.prefers_onednn_fp32 or runs_in == BF32
+        if runs_in == BF32:
+            load_ipex()  # imported first, so that the bf32 context below sets IPEX's fp32 math mode too
+        with inference_context(runs_in):  # IPEX reads its fp32 math mode when it prepacks the weights
+            result = optimize_with_ipex(model, dtype=dtype, auto_kernel_selection=auto_kernel_selection)
         if result.applied:
             model = result.model
             kernels = "oneDNN" if auto_kernel_selection else "default (MKL)"
@@ -298,7 +313,7 @@ def _prepare_mode(
 
     traced, eager_model, optimised = False, model, False
     if mode == "compile":
-        compiled = compile_model(model, example_inputs, dtype=dtype, freezing=freeze, warmup_steps=warmup_steps,
+        compiled = compile_model(model, example_inputs, dtype=runs_in, freezing=freeze, warmup_steps=warmup_steps,
                                  verify=verify)
         if compiled.compiled:
             model, optimised = compiled.model, True
@@ -307,7 +322,7 @@ def _prepare_mode(
             record.fallbacks.append(f"compile: {compiled.reason}")
             record.mode = "eager"
     if use_jit:
-        trace = trace_model(model, example_inputs, dtype=dtype, freeze=freeze, warmup_steps=warmup_steps,
+        trace = trace_model(model, example_inputs, dtype=runs_in, freeze=freeze, warmup_steps=warmup_steps,
                             verify=verify)
         if trace.traced:
             model, traced, optimised = trace.model, True, True
@@ -315,11 +330,11 @@ def _prepare_mode(
         else:
             record.fallbacks.append(f"jit: {trace.reason} (mode 'compile', torch.compile, is the modern alternative)")
             record.mode = "ipex" if record.mode == "ipex+jit" else "eager"
-    return _ready(model, eager_model, example_inputs, dtype, traced, optimised, record, warmup_steps, start)
+    return _ready(model, eager_model, example_inputs, runs_in, traced, optimised, record, warmup_steps, start)
 
 
 def _ready(
-    module: Any, eager_model: torch.nn.Module, example_inputs: Any, dtype: torch.dtype, traced: bool,
+    module: Any, eager_model: torch.nn.Module, example_inputs: Any, dtype: str | torch.dtype, traced: bool,
     warmed_up: bool, record: OptimizationRecord, warmup_steps: int, start: float,
 ) -> InferenceModel:
     """Wrap the prepared module: the eager output type for traced graphs, and the warm-up not done yet."""

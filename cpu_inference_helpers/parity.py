@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .dtypes import as_dtype
+from .dtypes import BF32, as_dtype, precision_name
 from .precision import inference_context
 
 logger = logging.getLogger(__name__)
@@ -46,10 +46,11 @@ def parity_tolerance(dtype: str | torch.dtype, reference: Any) -> float:
     """The absolute difference accepted between two runs of the same model in `dtype`.
 
     fp32: 1e-4 relative to the output scale (reordered sums differ in the last bits).
-    bf16: 8 bits of mantissa; 5e-2 relative to the output scale.
+    bf16 and bf32 (bf16 matrix products): 8 bits of mantissa; 5e-2 relative to the output scale.
     """
     scale = max([1.0] + [t.float().abs().max().item() for t in flatten_outputs(reference)])
-    return (5e-2 if as_dtype(dtype) == torch.bfloat16 else 1e-4) * scale
+    reduced = precision_name(dtype) == BF32 or as_dtype(dtype) == torch.bfloat16
+    return (5e-2 if reduced else 1e-4) * scale
 
 
 def parity_problem(reference: Any, candidate: Any, dtype: str | torch.dtype, what: str) -> str | None:

@@ -1,15 +1,23 @@
-"""Numeric precision choices: fp32 or bf16 mixed precision, and the contexts that run them."""
+"""Numeric precision choices: fp32, bf16 mixed precision or bf32, and the contexts that run them.
+
+bf32 keeps the model and its tensors in fp32 but lets oneDNN compute the matrix products with
+bf16 inputs and fp32 accumulation ("implicit bf16": PyTorch's mkldnn fp32 precision "bf16",
+IPEX's `FP32MathMode.BF32`). It is opt-in only (never chosen by `auto`), and it changes the
+numbers only where oneDNN implements it, on CPUs with AMX: on AVX512_BF16 without AMX
+(AMD Zen 5) oneDNN keeps computing in fp32, so the helpers run fp32 there and say so.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
 import torch
 
 from .capabilities import CpuCapabilities, cached_capabilities
-from .dtypes import as_dtype
+from .dtypes import BF32, as_dtype, precision_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,47 @@ def resolve_precision(
     )
 
 
+def bf32_fallback_reason(capabilities: CpuCapabilities | None = None) -> str | None:
+    """Why bf32 would run as plain fp32 on this CPU (no AMX), or None where oneDNN implements it."""
+    caps = capabilities or cached_capabilities()
+    if caps.has_amx:
+        return None
+    return (f"bf32 requested but this CPU ({caps.model_name}) has no AMX: oneDNN computes fp32 matrix "
+            "products in full fp32 there (its implicit bf16 needs AMX), so fp32 is used; ask for bf16 for speed")
+
+
+@contextlib.contextmanager
+def fp32_matmul_in_bf16() -> Iterator[None]:
+    """Let oneDNN compute fp32 matrix products in bf16 inside the block ("bf32"); restores the settings after.
+
+    Sets PyTorch's mkldnn fp32 matmul precision to "bf16" (`torch.backends.mkldnn.matmul.fp32_precision`
+    from torch 2.9, `torch.set_float32_matmul_precision("medium")` before), which eager, TorchScript
+    and Inductor's packed linears follow, and IPEX's `FP32MathMode.BF32` when IPEX is already
+    imported (this function never imports it).
+    """
+    matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    new_api = matmul is not None and hasattr(matmul, "fp32_precision")
+    previous = matmul.fp32_precision if new_api else torch.get_float32_matmul_precision()
+    ipex = sys.modules.get("intel_extension_for_pytorch")
+    ipex_mode = getattr(ipex, "get_fp32_math_mode", None)
+    previous_ipex = ipex_mode(device="cpu") if ipex_mode else None
+    try:
+        if new_api:
+            matmul.fp32_precision = "bf16"
+        else:
+            torch.set_float32_matmul_precision("medium")
+        if ipex_mode:
+            ipex.set_fp32_math_mode(mode=ipex.FP32MathMode.BF32, device="cpu")
+        yield
+    finally:
+        if new_api:
+            matmul.fp32_precision = previous
+        else:
+            torch.set_float32_matmul_precision(previous)
+        if ipex_mode:
+            ipex.set_fp32_math_mode(mode=previous_ipex, device="cpu")
+
+
 @contextlib.contextmanager
 def jit_autocast_disabled() -> Iterator[None]:
     """Turn off TorchScript's own autocast pass, so a graph traced under autocast keeps its casts."""
@@ -53,14 +102,16 @@ def jit_autocast_disabled() -> Iterator[None]:
 
 @contextlib.contextmanager
 def inference_context(dtype: str | torch.dtype, traced: bool = False) -> Iterator[None]:
-    """No-grad inference, under bf16 CPU autocast when `dtype` is bfloat16 (or "bf16").
+    """No-grad inference, under bf16 CPU autocast when `dtype` is bfloat16 (or "bf16"), in bf32 math for "bf32".
 
     Autocast runs with `cache_enabled=False`: with the weight-cast cache on, a trace
     records cached casts and fails its own check (the Trainer's setting too).
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        if as_dtype(dtype) == torch.bfloat16:
+        if precision_name(dtype) == BF32:
+            stack.enter_context(fp32_matmul_in_bf16())
+        elif as_dtype(dtype) == torch.bfloat16:
             if traced:
                 stack.enter_context(jit_autocast_disabled())
             stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False))

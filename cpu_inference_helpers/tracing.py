@@ -101,7 +101,7 @@ def contrasting_inputs(example: Mapping[str, torch.Tensor], seed: int = 1234) ->
 
 
 def _disagreement_on_contrasting_inputs(
-    model: torch.nn.Module, traced: Any, example: Mapping[str, torch.Tensor], dtype: torch.dtype
+    model: torch.nn.Module, traced: Any, example: Mapping[str, torch.Tensor], dtype: str | torch.dtype
 ) -> str | None:
     """None when the traced model matches eager on `contrasting_inputs(example)`, else what went wrong."""
     second = contrasting_inputs(example)
@@ -148,7 +148,8 @@ def trace_model(
         model: the model (eval mode is set); it is left unchanged.
         example_inputs: a dict of named tensors, e.g. a tokenizer's output. Positional
             tuples are refused with an explanation (see `positional_inputs_problem`).
-        dtype: "fp32" / torch.float32, or "bf16" / torch.bfloat16 to trace under CPU autocast.
+        dtype: "fp32" / torch.float32, "bf32" (fp32, bf16 matrix products), or "bf16" /
+            torch.bfloat16 to trace under CPU autocast.
         freeze: inline weights and attributes with `torch.jit.freeze` (enables fusions).
         warmup_steps: passes run after tracing, so the profiling executor optimises the
             graph before the caller times anything.
@@ -158,7 +159,7 @@ def trace_model(
     Returns:
         A `TraceResult`; when `traced` is False, `model` is the eager model and `reason` says why.
     """
-    dtype = as_dtype(dtype)
+    as_dtype(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
     caught: list[warnings.WarningMessage] = []
 
     def trace(inputs: dict[str, torch.Tensor]) -> Any:

@@ -6,6 +6,8 @@ from conftest import cpuinfo_capabilities, requires_ipex, requires_native_bf16
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers import ipex_support
+from cpu_inference_helpers.compiling import reads_linear_weights_each_call
+from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import MODES, inductor_compiler_available, parse_mode, prepare_for_inference
 from cpu_inference_helpers.parity import max_abs_difference
 
@@ -117,12 +119,28 @@ def test_warm_up_runs_inside_the_front_door(mode, tiny_model, example_batch, mon
         assert len(calls) >= 1
 
 
-def test_compile_honours_freeze(tiny_model, example_batch):
+def test_compile_honours_freeze(example_batch):
+    """Frozen Linear weights are graph constants (cast, pre-packed copies): a later change to them is not seen.
+
+    Unfrozen, the compiled graph reads the weights on every call. `torch.compile(options={"freezing": True})`
+    alone does not freeze (Dynamo lifts the weights to graph inputs before Inductor reads the option).
+    """
     if not inductor_compiler_available():
         pytest.skip("torch.compile needs a C++ compiler")
-    frozen = prepare_for_inference(tiny_model, example_batch, mode="compile")
-    unfrozen = prepare_for_inference(tiny_model, example_batch, mode="compile", freeze=False)
-    assert "freezing" in " ".join(frozen.record.applied) and "freezing" not in " ".join(unfrozen.record.applied)
+    for freeze in (True, False):
+        model = build_random_qa_model("random-bert-tiny", seed=3)
+        ready = prepare_for_inference(model, example_batch, mode="compile", freeze=freeze)
+        assert ready.record.mode == "compile" and ("freezing" in " ".join(ready.record.applied)) is freeze
+        assert reads_linear_weights_each_call(ready, model, example_batch) is not freeze, f"freeze={freeze}"
+
+
+def test_compile_options_alone_do_not_freeze_a_module(example_batch):
+    """The trap `compile_model` avoids, kept as a test: if PyTorch fixes it, this test says so."""
+    if not inductor_compiler_available():
+        pytest.skip("torch.compile needs a C++ compiler")
+    model = build_random_qa_model("random-bert-tiny", seed=3).eval()
+    compiled = torch.compile(model, options={"freezing": True})
+    assert reads_linear_weights_each_call(compiled, model, example_batch)
 
 
 @pytest.mark.parametrize("function", ["trace_model", "compile_model", "optimize_with_ipex"])

@@ -41,6 +41,8 @@ def default_paths() -> list[PathSpec]:
     for mode in ("eager", "jit", "ipex", "ipex+jit", "compile", "auto"):
         paths.append(PathSpec(f"{mode}:bf16", "bf16", mode=mode))
     paths.insert(-2, PathSpec("ipex+jit:bf16 (eager attention)", "bf16", mode="ipex+jit", attn_implementation="eager"))
+    for mode in ("ipex+jit", "compile"):  # opt-in: fp32 models, matrix products in bf16 (AMX); fp32 elsewhere
+        paths.append(PathSpec(f"{mode}:bf32", "bf32", mode=mode))
     for mode in ("eager", "ipex+jit", "compile", "auto"):
         paths.append(PathSpec(f"{mode}:int8", "int8", mode=mode))
     paths.insert(-1, PathSpec("ipex+jit:int8 (eager attention)", "int8", mode="ipex+jit", attn_implementation="eager"))

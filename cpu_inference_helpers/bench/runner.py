@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..capabilities import CpuCapabilities, detect_capabilities
 from ..cli_logging import configure_cli_logging
-from ..dtypes import INT8
+from ..dtypes import BF32, INT8
 from ..models import load_qa_model_and_tokenizer
 from ..optimize import prepare_for_inference
 from ..parity import max_abs_difference
@@ -131,11 +131,18 @@ def bench_shape(
         result.median_ms, result.p90_ms = 1000 * median, 1000 * stats[result.path].p90
         result.speedup_vs_eager_fp32 = reference / median
         result.achieved_gflops = flops / median / 1e9
-        result.roofline_fraction = result.achieved_gflops / peaks[result.precision].gflops
+        result.roofline_fraction = result.achieved_gflops / peaks[_roofline_precision(result)].gflops
     if profile:
         for best in best_pytorch_paths(results).values():
             best.profile = profile_operators(runners[best.path], inputs).as_dict()
     return results
+
+
+def _roofline_precision(result: PathResult) -> str:
+    """The matmul peak a path is measured against: bf32 computes its products in bf16 (where it ran as bf32)."""
+    if result.precision == BF32:
+        return "bf16" if result.ran_as.endswith(f":{BF32}") else "fp32"
+    return result.precision
 
 
 def best_pytorch_paths(results: Sequence[PathResult]) -> dict[str, PathResult]:
