@@ -311,7 +311,7 @@ def _prepare_mode(
             record.fallbacks.append(f"IPEX: {result.reason}")
             record.mode = "jit" if use_jit else "eager"
 
-    traced, eager_model, optimised = False, model, False
+    traced, eager_model, optimised, eager_output_type = False, model, False, None
     if mode == "compile":
         compiled = compile_model(model, example_inputs, dtype=runs_in, freezing=freeze, warmup_steps=warmup_steps,
                                  verify=verify)
@@ -325,24 +325,30 @@ def _prepare_mode(
         trace = trace_model(model, example_inputs, dtype=runs_in, freeze=freeze, warmup_steps=warmup_steps,
                             verify=verify)
         if trace.traced:
-            model, traced, optimised = trace.model, True, True
+            model, traced, optimised, eager_output_type = trace.model, True, True, trace.eager_output_type
             record.applied.append("torch.jit.trace" + (" + freeze" if trace.frozen else ""))
         else:
             record.fallbacks.append(f"jit: {trace.reason} (mode 'compile', torch.compile, is the modern alternative)")
             record.mode = "ipex" if record.mode == "ipex+jit" else "eager"
-    return _ready(model, eager_model, example_inputs, runs_in, traced, optimised, record, warmup_steps, start)
+    return _ready(model, eager_model, example_inputs, runs_in, traced, optimised, record, warmup_steps, start,
+                  eager_output_type)
 
 
 def _ready(
     module: Any, eager_model: torch.nn.Module, example_inputs: Any, dtype: str | torch.dtype, traced: bool,
     warmed_up: bool, record: OptimizationRecord, warmup_steps: int, start: float,
+    eager_output_type: type | None = None,
 ) -> InferenceModel:
-    """Wrap the prepared module: the eager output type for traced graphs, and the warm-up not done yet."""
+    """Wrap the prepared module: the eager output type for traced graphs, and the warm-up not done yet.
+
+    `eager_output_type`: what eager returned when the trace was verified; otherwise one eager call finds out.
+    """
     output_class = None
     if traced and isinstance(example_inputs, Mapping):  # the graph returns a dict: rebuild the eager output type
-        with inference_context(dtype):
-            eager_outputs = eager_model(**example_inputs)
-        output_class = type(eager_outputs) if isinstance(eager_outputs, ModelOutput) else None
+        if eager_output_type is None:
+            with inference_context(dtype):
+                eager_output_type = type(eager_model(**example_inputs))
+        output_class = eager_output_type if issubclass(eager_output_type, ModelOutput) else None
     ready = InferenceModel(module, dtype, traced, record, output_class)
     if not warmed_up and isinstance(example_inputs, Mapping):  # trace_model / compile_model warmed theirs up
         for _ in range(warmup_steps):

@@ -69,6 +69,7 @@ class GuardedBuild:
     applied: bool
     reason: str | None
     seconds: float
+    reference_type: type | None = None  # the eager output's type, when the eager reference ran (verify)
 
 
 def build_verified_or_eager(
@@ -127,4 +128,5 @@ def build_verified_or_eager(
     problem = parity_problem(reference, outputs, dtype, what) if verify else None
     if problem:
         return eager(problem)
-    return GuardedBuild(optimised, True, None, time.perf_counter() - start)
+    return GuardedBuild(optimised, True, None, time.perf_counter() - start,
+                        type(reference) if reference is not None else None)

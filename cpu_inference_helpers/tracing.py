@@ -34,6 +34,7 @@ class TraceResult:
     frozen: bool
     reason: str | None
     seconds: float
+    eager_output_type: type | None = None  # what eager returned (the graph returns a dict), when verified
 
 
 def forward_parameter_names(model: torch.nn.Module) -> list[str]:
@@ -190,4 +191,5 @@ def trace_model(
     )
     if not built.applied:
         logger.warning("failed to use PyTorch jit mode due to: %s. Using the eager model.", built.reason)
-    return TraceResult(built.model, built.applied, freeze and built.applied, built.reason, built.seconds)
+    return TraceResult(built.model, built.applied, freeze and built.applied, built.reason, built.seconds,
+                       built.reference_type)

@@ -11,8 +11,10 @@ import torch
 
 from cpu_inference_helpers.bench import peers
 from cpu_inference_helpers.bench.__main__ import main as bench_main
-from cpu_inference_helpers.bench.paths import parse_shapes
-from cpu_inference_helpers.bench.roofline import count_model_flops, measure_matmul_peak
+from cpu_inference_helpers.bench.paths import default_paths, parse_shapes
+from cpu_inference_helpers.bench.report import format_markdown, format_table, plot, summarise
+from cpu_inference_helpers.bench.roofline import MatmulPeak, count_model_flops, measure_matmul_peak
+from cpu_inference_helpers.bench.runner import PathResult, timing_groups
 from cpu_inference_helpers.capabilities import usable_cpu_count
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.parity import max_abs_difference
@@ -109,8 +111,10 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert payload["metadata"]["roofline"]["int8"]["gflops"] > 0
     for result in results:  # the ratio is eager's median over the path's, both from the same interleaved run
         if not result["skipped"]:
-            eager = next(r for r in results if r["path"] == "eager" and r["seq_len"] == result["seq_len"])
-            assert math.isclose(result["speedup_vs_eager_fp32"], eager["median_ms"] / result["median_ms"])
+            assert math.isclose(result["speedup_vs_eager_fp32"], result["eager_ms"] / result["median_ms"])
+            if result["precision"] == "fp32":  # timed in the reference's own group: the eager row's median
+                eager = next(r for r in results if r["path"] == "eager" and r["seq_len"] == result["seq_len"])
+                assert math.isclose(result["eager_ms"], eager["median_ms"])
     assert payload["metadata"]["roofline"]["fp32"]["gflops"] > 0
     assert any("auto (auto -> " in line for line in payload["summary"])
     assert any(line.strip().startswith("profile:") for line in payload["summary"])
@@ -123,6 +127,33 @@ def test_converting_for_a_peer_leaves_the_model_in_eval_mode(peer, example_batch
     model = build_random_qa_model("random-bert-tiny", seed=4)
     peers.BUILDERS[peer](model, example_batch)
     assert not any(module.training for module in model.modules())
+
+
+def test_timing_groups_keep_compared_paths_together_beside_eager():
+    specs = default_paths()
+    groups = timing_groups(specs)
+    assert all(group[0] == specs[0] for group in groups)
+    assert sorted(spec.name for group in groups for spec in group[1:]) == sorted(spec.name for spec in specs[1:])
+    names = [{spec.name for spec in group} for group in groups]
+    for together in (("ipex+jit oneDNN", "openvino", "auto", "ipex+jit:bf32"),
+                     ("ipex+jit:bf16", "ipex+jit:int8", "auto:bf16", "auto:int8", "openvino:bf16", "openvino:int8")):
+        assert any(set(together) <= group for group in names), together
+    assert max(len(group) for group in groups) < len(specs) * 2 // 3  # never every prepared copy at once
+
+
+def test_reports_survive_a_shape_whose_process_died(tmp_path):
+    """A shape killed for memory is reported as skipped: the table, summary and plot still come out."""
+    died = "the benchmark process for this shape died (...): out of memory? try fewer --paths"
+    ok = [PathResult("eager", "pytorch", "fp32", 32, 1, ran_as="eager", median_ms=10.0, p90_ms=11.0,
+                     speedup_vs_eager_fp32=1.0, eager_ms=10.0, achieved_gflops=5.0, roofline_fraction=0.5),
+          PathResult("jit", "pytorch", "fp32", 32, 1, ran_as="jit", median_ms=8.0, p90_ms=9.0,
+                     speedup_vs_eager_fp32=1.25, eager_ms=10.0, achieved_gflops=6.25, roofline_fraction=0.6)]
+    dead = [PathResult(name, "pytorch", "fp32", 48, 8, skipped=died) for name in ("eager", "jit")]
+    peaks = {name: MatmulPeak(name, 10.0, "test", (1, 1, 1), []) for name in ("fp32", "bf16", "int8")}
+    plot(tmp_path / "bench.png", ok + dead, peaks, "title")
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert "seq 48, batch 8" in format_markdown(ok + dead) and "seq 32, batch 1" in format_table(ok + dead)
+    assert any("jit 1.25x" in line for line in summarise(ok + dead))
 
 
 def test_profile_splits_time_between_gemms_and_the_rest(tiny_model, example_batch):

@@ -10,6 +10,7 @@ from cpu_inference_helpers.compiling import reads_linear_weights_each_call
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import MODES, inductor_compiler_available, parse_mode, prepare_for_inference
 from cpu_inference_helpers.parity import max_abs_difference
+from cpu_inference_helpers.tracing import trace_model
 
 # bf16 keeps 8 mantissa bits: logits of the tiny model (|x| < ~5) may move by a few 1e-2.
 BF16_ATOL = 0.1
@@ -104,6 +105,23 @@ def test_default_mode_is_auto_and_warmed_up(tiny_model, example_batch):
     ready = prepare_for_inference(tiny_model, example_batch)
     assert ready.record.requested_mode == "auto" and ready.record.ran_as.startswith("auto -> ")
     assert ready.record.mode == next(m for m in ("ipex+jit", "compile", "jit") if expected_mode(m) == m)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_traced_output_type_with_and_without_verification(verify, tiny_model, example_batch):
+    """The graph returns a dict; the eager output type comes from the verification's eager reference
+    (no extra eager call beyond what tracing makes), else from one eager call."""
+    calls = []
+    hook = tiny_model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        trace_model(tiny_model, example_batch, verify=verify, warmup_steps=1)
+        tracing_calls = len(calls)
+        calls.clear()
+        ready = prepare_for_inference(tiny_model, example_batch, mode="jit", verify=verify, warmup_steps=1)
+    finally:
+        hook.remove()
+    assert ready.record.mode == "jit" and type(ready(**example_batch)) is QuestionAnsweringModelOutput
+    assert len(calls) == tracing_calls + (0 if verify else 1)
 
 
 @pytest.mark.parametrize("mode", ["eager", "jit", "compile"])

@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     payload = {"metadata": metadata, "results": [r.as_dict() for r in results], "summary": summarise(results)}
     (output_dir / "bench.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    plot(output_dir / "bench.png", results, peaks, title)
     (output_dir / "bench.md").write_text(f"{title}\n\n{format_markdown(results)}\n")
     print(f"\n{title}\n")
     for name, peak in peaks.items():
@@ -101,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(results))
     print("\nsummary:\n" + "\n".join(summarise(results)))
+    plot(output_dir / "bench.png", results, peaks, title)  # last: the numbers are written and printed already
     print(f"\nwrote {output_dir}/bench.json, bench.md, bench.png")
     return 0
 

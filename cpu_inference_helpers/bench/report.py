@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,17 +102,23 @@ def plot(path: Path, results: Sequence[PathResult], peaks: dict[str, MatmulPeak]
         axis.set_visible(False)
     for axis, (seq_len, batch_size) in zip(axes.flat, shapes, strict=False):
         rows = [r for r in results if (r.seq_len, r.batch_size) == (seq_len, batch_size) and not r.skipped]
+        axis.set_title(f"seq {seq_len}, batch {batch_size}", fontsize=10)
+        reference = next((r for r in rows if r.path == REFERENCE), None)
+        if reference is None:  # the shape's process died, or eager was not timed: say so instead of plotting
+            why = next((r.skipped for r in results if (r.seq_len, r.batch_size) == (seq_len, batch_size)), "")
+            axis.text(0.5, 0.5, "\n".join(textwrap.wrap(f"not measured: {why}", 50)), ha="center", va="center",
+                      fontsize=8, transform=axis.transAxes)
+            axis.set_axis_off()
+            continue
         colors = ["#9e9e9e" if r.fallbacks else "#7570b3" if r.family == "peer" else
                   "#d95f02" if r.precision == "bf16" else "#1b9e77" for r in rows]
         bars = axis.barh([r.path for r in rows], [r.speedup_vs_eager_fp32 for r in rows], color=colors)
         for bar, r in zip(bars, rows, strict=True):
             axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
                       f" {r.speedup_vs_eager_fp32:.2f}x ({r.roofline_fraction:.0%})", va="center", fontsize=7)
-        reference = next(r for r in rows if r.path == REFERENCE)
         for precision, style in (("fp32", "--"), ("bf16", ":"), ("int8", "-.")):
             limit = peaks[precision].gflops / reference.achieved_gflops  # eager's time / the roofline time
             axis.axvline(limit, color="black", linestyle=style, linewidth=1, label=f"{precision} roofline")
-        axis.set_title(f"seq {seq_len}, batch {batch_size}", fontsize=10)
         axis.set_xlabel("speed-up vs eager fp32 (label: share of its precision's roofline)")
         axis.set_xlim(0, max(peaks["int8"].gflops / reference.achieved_gflops,
                              max(r.speedup_vs_eager_fp32 for r in rows)) * 1.15)
