@@ -220,8 +220,7 @@ def prepare_for_inference(
         ready = _prepare_mode(model, example_inputs, mode, precision, attention=attention, **options)
     else:
         tried = []
-        runs_bf16 = (precision not in (INT8, BF32)
-                     and resolve_precision(precision, caps, allow_emulated_bf16)[0] == torch.bfloat16)
+        runs_bf16 = precision != INT8 and resolve_precision(precision, caps, allow_emulated_bf16)[0] == torch.bfloat16
         for candidate, reason in auto_plan(caps):
             candidate_attention = attention
             if (attention is None and candidate == "ipex+jit" and (runs_bf16 or precision == INT8)
