@@ -35,6 +35,8 @@ IPEX_MODULE = "intel_extension_for_pytorch"
 IPEX_DISTRIBUTION = "intel-extension-for-pytorch"
 #: Set to 1 to make the helpers behave as if IPEX were not installed.
 DISABLE_ENV_VAR = "CPU_INFERENCE_DISABLE_IPEX"
+#: The warning IPEX gives on the first run of every traced graph (its TorchScript passes are deprecated).
+IPEX_JIT_DEPRECATION = ".*JIT pass will be deprecated.*"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from .capabilities import CpuCapabilities, cached_capabilities
 from .compiling import compile_model
 from .dtypes import BF32, INT8, as_dtype, precision_name
 from .ipex_support import load_ipex, optimize_with_ipex, probe_ipex
+from .kernel_choice import choose_fp32_kernel
+from .memory import release_freed_memory
 from .precision import bf32_fallback_reason, inference_context, resolve_precision
 from .quantization import prepare_int8
 from .tracing import trace_model
@@ -132,16 +134,15 @@ def auto_plan(capabilities: CpuCapabilities) -> list[tuple[str, str]]:
     """The modes `auto` tries, fastest first on this CPU and stack, each with the reason it is there.
 
     The order comes from `python -m cpu_inference_helpers.bench` (README): with IPEX, ipex.optimize +
-    trace + freeze runs BERT as fused oneDNN kernels (on non-Intel x86 with oneDNN's fp32 GEMMs instead
-    of MKL's slow path); without IPEX, torch.compile's Inductor with weight freezing also packs the
+    trace + freeze runs BERT as fused oneDNN kernels (fp32 GEMMs on MKL or oneDNN, whichever `kernel_choice`
+    measures faster here); without IPEX, torch.compile's Inductor with weight freezing also packs the
     weights for oneDNN; TorchScript jit needs no compiler; eager always works.
     """
     plan = []
     ipex = probe_ipex()  # this process's IPEX, even when `capabilities` describe another CPU
     if ipex.usable:
-        kernels = "oneDNN fp32 GEMMs, MKL's are slow on this vendor" if capabilities.prefers_onednn_fp32 \
-            else "MKL fp32 GEMMs"
-        plan.append(("ipex+jit", f"IPEX is usable: ipex.optimize + trace + freeze runs fused graphs ({kernels})"))
+        plan.append(("ipex+jit", "IPEX is usable: ipex.optimize + trace + freeze runs fused graphs "
+                                 "(fp32: on the faster of MKL and oneDNN, measured here)"))
     if inductor_compiler_available():
         why = "the next best path" if plan else f"IPEX is not usable ({ipex.reason}); this is"
         plan.append(("compile", f"{why}: torch.compile (Inductor with weight freezing)"))
@@ -189,8 +190,9 @@ def prepare_for_inference(
             "bf32" (opt-in: fp32 model and tensors, matrix products in bf16 by oneDNN, on CPUs with AMX;
             fp32 with a logged reason elsewhere), or "auto" (bf16 where the CPU has native bf16, fp32
             elsewhere: use it when bf16's accuracy is acceptable; never bf32). Anything else raises ValueError.
-        auto_kernel_selection: IPEX fp32 kernel choice; None decides per CPU (oneDNN
-            where MKL is slow, i.e. non-Intel x86), True/False forces it.
+        auto_kernel_selection: IPEX fp32 kernel choice: True oneDNN, False MKL; None times both on the
+            model's feed-forward block on this CPU and takes the faster (`kernel_choice`; the vendor rule
+            `prefers_onednn_fp32` on a tie or without transformer sizes), recorded in `record.choices`.
         allow_emulated_bf16: run bf16 even where the CPU lacks native bf16 instructions.
         freeze: freeze the weights into the graph: `torch.jit.freeze` for jit modes, Inductor's
             `freezing` for compile.
@@ -240,6 +242,7 @@ def prepare_for_inference(
         ready.record.requested_mode = AUTO
         ready.record.fallbacks = tried + ready.record.fallbacks
     ready.record.choices = choices + ready.record.choices
+    release_freed_memory()  # set-up's temporaries (GBs when tracing int8 at large batches) back to the system
     ready.record.setup_seconds = time.perf_counter() - start
     logger.info("prepared model: %s", ready.record.summary())
     return ready
@@ -294,8 +297,14 @@ def _prepare_mode(
 
     use_ipex, use_jit = mode.startswith("ipex"), mode.endswith("jit")
     if use_ipex:
-        if auto_kernel_selection is None:  # bf32 is oneDNN's: MKL's sgemm has no bf16 math mode
-            auto_kernel_selection = caps.prefers_onednn_fp32 or runs_in == BF32
+        if auto_kernel_selection is None:
+            if runs_in == BF32:  # bf32 is oneDNN's: MKL's sgemm has no bf16 math mode
+                auto_kernel_selection = True
+            elif dtype == torch.float32 and probe_ipex().usable:  # the faster of MKL and oneDNN, timed here
+                auto_kernel_selection, why = choose_fp32_kernel(model, example_inputs, caps)
+                record.choices.append(why)
+            else:  # bf16 Linear layers run on oneDNN either way
+                auto_kernel_selection = caps.prefers_onednn_fp32
         if runs_in == BF32:
             load_ipex()  # imported first, so that the bf32 context below sets IPEX's fp32 math mode too
         with inference_context(runs_in):  # IPEX reads its fp32 math mode when it prepacks the weights

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .dtypes import as_dtype
+from .ipex_support import IPEX_JIT_DEPRECATION
 from .log_levels import logger_level
 from .parity import build_verified_or_eager, max_abs_difference, parity_tolerance
 from .precision import inference_context
@@ -126,7 +127,7 @@ def _tracer_warnings_recorded(caught: list[warnings.WarningMessage]) -> Iterator
     with warnings.catch_warnings(record=True) as recorded, logger_level("transformers.modeling_utils"):
         warnings.simplefilter("always", torch.jit.TracerWarning)
         # IPEX announces on every first run of a traced graph that its JIT passes are deprecated.
-        warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")
+        warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)
         # transformers 5 deprecates properties (is_gradient_checkpointing) that the tracer reads.
         warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
         try:

@@ -84,9 +84,16 @@ def test_untraceable_model_falls_back_in_the_front_door(example_batch):
 
 @requires_ipex
 @pytest.mark.parametrize(("machine", "kernels"), [("amd_zen4", "oneDNN"), ("intel_sapphire_rapids", "MKL")])
-def test_kernel_selection_follows_the_cpu_vendor(machine, kernels, tiny_model, example_batch):
+def test_kernel_selection_follows_the_cpu_vendor_without_a_measurement(
+    machine, kernels, tiny_model, example_batch, monkeypatch
+):
+    """Where nothing could be measured, the vendor rule decides (with a measurement: tests/test_kernel_choice.py)."""
+    from cpu_inference_helpers import kernel_choice
+
+    monkeypatch.setattr(kernel_choice, "measure_fp32_kernels", lambda *args, **kwargs: None)
     ready = prepare_for_inference(tiny_model, example_batch, mode="ipex", capabilities=cpuinfo_capabilities(machine))
     assert any(kernels in step for step in ready.record.applied), ready.record.applied
+    assert any("vendor rule" in choice and "not measured" in choice for choice in ready.record.choices)
 
 
 @pytest.mark.parametrize(("name", "mode"), [("IPEX_JIT", "ipex+jit"), ("jit-ipex", "ipex+jit"), (" Eager ", "eager")])

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..dtypes import INT8, as_dtype, precision_name
-from ..ipex_support import load_ipex
+from ..ipex_support import IPEX_JIT_DEPRECATION, load_ipex
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def measure_matmul_peak(
     name = precision_name(dtype)
     measurements = []
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*JIT pass will be deprecated.*")  # IPEX, on every first call
+        warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)  # IPEX, on every first call
         for m, k, n in shapes:
             candidates = _int8_gemm_candidates(m, k, n) if name == INT8 else _gemm_candidates(as_dtype(name), m, k, n)
             for backend, fn in candidates.items():

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..capabilities import CpuCapabilities, detect_capabilities
 from ..cli_logging import configure_cli_logging
 from ..dtypes import BF32, INT8
+from ..memory import release_freed_memory
 from ..models import load_qa_model_and_tokenizer
 from ..optimize import prepare_for_inference
 from ..parity import max_abs_difference
@@ -95,14 +96,17 @@ def _logits(outputs: Any) -> torch.Tensor:
 def timing_groups(specs: Sequence[PathSpec]) -> list[list[PathSpec]]:
     """The paths built and timed together, each group beside the reference (`specs[0]`, eager fp32).
 
-    fp32-valued paths (fp32, bf32) form one group, reduced-precision ones (bf16, int8) the other, so
-    the comparisons the summary makes (best path vs its OpenVINO peer and vs `auto`, best int8 vs best
-    bf16) stay within one round-robin. Building every path at once kept ~27 prepared copies of the
-    model in memory: bert-base at seq 384, batch 8 needed more than the 23 GB of a 2-core machine.
+    One group per precision class: fp32-valued paths (fp32, bf32), bf16, int8; each peer joins its
+    precision's group. The comparisons the summary makes within a precision (best path vs its OpenVINO
+    peer, vs `auto`) stay within one round-robin; across precisions (best int8 vs best bf16) it compares
+    speed-ups, each over its own group's eager. Building every path at once kept ~27 prepared copies of
+    the model in memory: bert-base at seq 384, batch 8 needed more than the 23 GB of a 2-core machine,
+    and so did the bf16 and int8 paths together.
     """
     reference, others = specs[0], list(specs[1:])
-    groups = [[spec for spec in others if spec.precision in ("fp32", BF32)],
-              [spec for spec in others if spec.precision not in ("fp32", BF32)]]
+    classes = (("fp32", BF32), ("bf16",), (INT8,))
+    groups = [[spec for spec in others if spec.precision in members] for members in classes]
+    groups.append([spec for spec in others if not any(spec.precision in members for members in classes)])
     return [[reference, *group] for group in groups if group] or [[reference]]
 
 
@@ -137,6 +141,7 @@ def bench_shape(
         with torch.no_grad():
             result.max_logit_diff_vs_eager = max_abs_difference(reference_logits, _logits(runner(**inputs)))
         runners[spec.name] = runner
+        release_freed_memory()  # a peer's conversion, like tracing, frees GBs the C heap would otherwise keep
     stats: dict[str, LatencyStats] = interleaved_latency(runners, inputs, warmup=1, repeats=repeats)
     reference = stats[specs[0].name].median
     for result in results:
@@ -198,11 +203,12 @@ def run_shape_in_subprocess(
 ) -> list[PathResult]:
     """Benchmark one shape, one timing group (`timing_groups`) per fresh process, in the order `specs` gives.
 
-    A process per group: the prepared copies, compiled graphs and prepacked weights of ~14 paths are
-    all freed when it ends (within one process they were not, and ~27 paths of bert-base at seq 384,
-    batch 8 outgrew a 23 GB machine), and each group starts from the same clean state. Each group is
-    timed beside eager; the eager row comes from the first. A crashed worker (e.g. killed for memory)
-    is reported as skipped paths, not a lost run.
+    A process per group: the prepared copies, compiled graphs and prepacked weights of up to 13 paths
+    are all freed when it ends (within one process they were not, and ~27 paths of bert-base at seq
+    384, batch 8 outgrew a 23 GB machine), and each group starts from the same clean state. Each group
+    is timed beside eager; the eager row comes from the first (every result keeps its own group's
+    eager median as `eager_ms`). A crashed worker (e.g. killed for memory) is reported as skipped
+    paths, not a lost run.
     """
     results: list[PathResult] = []
     for index, group in enumerate(timing_groups(specs)):

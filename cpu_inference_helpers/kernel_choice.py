@@ -1,0 +1,142 @@
+"""MKL or oneDNN for IPEX's fp32 Linear layers, decided by measuring both on this CPU.
+
+`ipex.optimize` runs fp32 Linear layers on MKL's prepacked GEMM by default; with
+`auto_kernel_selection=True` oneDNN runs them and folds the residual Add and the GELU into
+the GEMM. Which is faster depends on the CPU: MKL takes a slow path on non-Intel x86, and on
+Intel its GEMM is fast but unfused. Instead of guessing from the vendor, `choose_fp32_kernel`
+times the model's own feed-forward block (Linear + GELU, Linear + residual Add, at the
+model's hidden sizes and the example's token count) both ways, interleaved, and picks the
+faster one; within `TIE_MARGIN` it keeps the vendor rule (`prefers_onednn_fp32`).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from .capabilities import CpuCapabilities
+from .ipex_support import IPEX_JIT_DEPRECATION, load_ipex, optimize_with_ipex
+from .timing import interleaved_latency
+
+logger = logging.getLogger(__name__)
+
+#: Closer than this, the two kernels count as equally fast and the vendor rule decides.
+TIE_MARGIN = 0.05
+#: Tokens the measured block runs at most (the GEMMs' efficiency changes little beyond this; set-up stays short).
+MAX_MEASURED_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class KernelTiming:
+    """Median latency of one feed-forward block on each fp32 kernel, measured side by side."""
+
+    onednn_ms: float
+    mkl_ms: float
+    hidden_size: int
+    intermediate_size: int
+    tokens: int
+
+    def describe(self) -> str:
+        return (f"a {self.hidden_size}->{self.intermediate_size}->{self.hidden_size} feed-forward block on "
+                f"{self.tokens} tokens took {self.onednn_ms:.2f} ms on oneDNN, {self.mkl_ms:.2f} ms on MKL")
+
+
+class FeedForwardBlock(torch.nn.Module):
+    """A transformer's feed-forward block: Linear + GELU, then Linear + the residual Add."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.up = torch.nn.Linear(hidden_size, intermediate_size)
+        self.down = torch.nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.nn.functional.gelu(self.up(hidden_states))) + hidden_states
+
+
+@lru_cache(maxsize=16)
+def measure_fp32_kernels(hidden_size: int, intermediate_size: int, tokens: int, threads: int,
+                         repeats: int = 7) -> KernelTiming | None:
+    """Time IPEX's oneDNN and MKL fp32 kernels on a feed-forward block (traced and frozen, as the models run).
+
+    Returns None when IPEX is not usable. Cached per shape and thread count (`threads` is part of the key
+    only: the caller's torch thread setting is what runs).
+    """
+    if load_ipex() is None:
+        return None
+    generator = torch.Generator().manual_seed(0)
+    block = FeedForwardBlock(hidden_size, intermediate_size).eval()
+    hidden_states = torch.randn(1, tokens, hidden_size, generator=generator)
+    candidates = {}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)  # IPEX, on every first call of a graph
+        for name, onednn in (("oneDNN", True), ("MKL", False)):
+            optimized = optimize_with_ipex(block, auto_kernel_selection=onednn)
+            if not optimized.applied:
+                return None
+            traced = torch.jit.freeze(torch.jit.trace(optimized.model, (hidden_states,)))
+            candidates[name] = _keyword_call(traced)
+        stats = interleaved_latency(candidates, {"hidden_states": hidden_states}, warmup=3, repeats=repeats)
+    return KernelTiming(1000 * stats["oneDNN"].median, 1000 * stats["MKL"].median, hidden_size,
+                        intermediate_size, tokens)
+
+
+def _keyword_call(traced: Any) -> Any:
+    def call(hidden_states: torch.Tensor) -> torch.Tensor:
+        return traced(hidden_states)
+
+    return call
+
+
+def decide_from_timing(timing: KernelTiming | None, capabilities: CpuCapabilities) -> tuple[bool, str]:
+    """(use oneDNN?, the reason) from a measurement; the vendor rule where there is none or it is a tie."""
+    vendor_rule = capabilities.prefers_onednn_fp32
+    vendor_kernel = "oneDNN" if vendor_rule else "MKL"
+    vendor_why = (f"{vendor_kernel}, the vendor rule for {capabilities.vendor or 'this CPU'} "
+                  f"({'MKL is slow on non-Intel x86' if vendor_rule else 'MKL is fast on Intel'})")
+    if timing is None:
+        return vendor_rule, f"fp32 kernel: {vendor_why}, not measured (no transformer feed-forward sizes or no IPEX)"
+    ratio = timing.mkl_ms / timing.onednn_ms
+    if ratio > 1 + TIE_MARGIN:
+        return True, f"fp32 kernel: oneDNN, {ratio:.2f}x as fast as MKL here: {timing.describe()}"
+    if ratio < 1 / (1 + TIE_MARGIN):
+        return False, f"fp32 kernel: MKL, {1 / ratio:.2f}x as fast as oneDNN here: {timing.describe()}"
+    return vendor_rule, f"fp32 kernel: {vendor_why}, as both are within {TIE_MARGIN:.0%} here: {timing.describe()}"
+
+
+def feed_forward_sizes(model: torch.nn.Module) -> tuple[int, int] | None:
+    """(hidden size, intermediate size) of a transformers model's feed-forward blocks, or None."""
+    config = getattr(model, "config", None)
+    hidden, intermediate = getattr(config, "hidden_size", None), getattr(config, "intermediate_size", None)
+    if isinstance(hidden, int) and isinstance(intermediate, int) and hidden > 0 and intermediate > 0:
+        return hidden, intermediate
+    return None
+
+
+def example_tokens(example_inputs: Mapping[str, torch.Tensor] | Any) -> int | None:
+    """Tokens per call in the example batch (batch x sequence length of its first 2-D tensor), or None."""
+    tensors = example_inputs.values() if isinstance(example_inputs, Mapping) else example_inputs
+    for tensor in tensors:
+        if isinstance(tensor, torch.Tensor) and tensor.dim() == 2:
+            return int(tensor.numel())
+    return None
+
+
+def choose_fp32_kernel(model: torch.nn.Module, example_inputs: Any, capabilities: CpuCapabilities) -> tuple[bool, str]:
+    """Whether IPEX should run `model`'s fp32 Linear layers on oneDNN (True) or MKL (False), and why.
+
+    Measured on this CPU with the model's feed-forward sizes at the example's token count (capped at
+    `MAX_MEASURED_TOKENS`); the vendor rule where the model has no such sizes or IPEX is not usable.
+    """
+    sizes, tokens = feed_forward_sizes(model), example_tokens(example_inputs)
+    timing = None
+    if sizes is not None and tokens:
+        timing = measure_fp32_kernels(*sizes, min(tokens, MAX_MEASURED_TOKENS), torch.get_num_threads())
+    use_onednn, reason = decide_from_timing(timing, capabilities)
+    logger.info("%s", reason)
+    return use_onednn, reason
