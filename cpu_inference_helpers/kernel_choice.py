@@ -71,7 +71,7 @@ def measure_fp32_kernels(hidden_size: int, intermediate_size: int, tokens: int, 
         return None
     generator = torch.Generator().manual_seed(0)
     block = FeedForwardBlock(hidden_size, intermediate_size).eval()
-    hidden_states = torch.randn(1, tokens, hidden_size, generator=generator)
+    inputs = {"hidden_states": torch.randn(1, tokens, hidden_size, generator=generator)}
     candidates = {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)  # IPEX, on every first call of a graph
@@ -79,18 +79,10 @@ def measure_fp32_kernels(hidden_size: int, intermediate_size: int, tokens: int, 
             optimized = optimize_with_ipex(block, auto_kernel_selection=onednn)
             if not optimized.applied:
                 return None
-            traced = torch.jit.freeze(torch.jit.trace(optimized.model, (hidden_states,)))
-            candidates[name] = _keyword_call(traced)
-        stats = interleaved_latency(candidates, {"hidden_states": hidden_states}, warmup=3, repeats=repeats)
+            candidates[name] = torch.jit.freeze(torch.jit.trace(optimized.model, example_kwarg_inputs=inputs))
+        stats = interleaved_latency(candidates, inputs, warmup=3, repeats=repeats)
     return KernelTiming(1000 * stats["oneDNN"].median, 1000 * stats["MKL"].median, hidden_size,
                         intermediate_size, tokens)
-
-
-def _keyword_call(traced: Any) -> Any:
-    def call(hidden_states: torch.Tensor) -> torch.Tensor:
-        return traced(hidden_states)
-
-    return call
 
 
 def decide_from_timing(timing: KernelTiming | None, capabilities: CpuCapabilities) -> tuple[bool, str]:
