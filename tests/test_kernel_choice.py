@@ -82,3 +82,11 @@ def test_both_kernels_are_timed_here():
     timing = measure_fp32_kernels(64, 256, 32, torch.get_num_threads(), repeats=3)
     assert timing is not None and timing.onednn_ms > 0 and timing.mkl_ms > 0
     assert (timing.hidden_size, timing.intermediate_size, timing.tokens) == (64, 256, 32)
+
+
+def test_nothing_is_measured_without_ipex(monkeypatch, fresh_ipex_probe):
+    from cpu_inference_helpers import ipex_support
+
+    monkeypatch.setenv(ipex_support.DISABLE_ENV_VAR, "1")
+    assert not ipex_support.probe_ipex(refresh=True).usable
+    assert measure_fp32_kernels(48, 96, 16, torch.get_num_threads(), repeats=1) is None
