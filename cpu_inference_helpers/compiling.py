@@ -12,6 +12,17 @@ Dynamo decides then whether parameters become graph constants or graph inputs.
 the parameters were lifted to inputs, so Inductor's freezing finds nothing to freeze and the
 weights are cast (bf16) and read unpacked on every call. `FreezingCompiled` sets it around
 every call instead, so the first compilation and any recompilation (a new shape) freeze.
+
+Frozen weights are guarded by identity, so each model compiled in a process adds one entry to
+Dynamo's cache of that model class's `forward`; past `torch._dynamo.config.recompile_limit`
+(8) Dynamo stops compiling and runs such a model eagerly, with only a logged warning (a notebook
+or benchmark compiling bert-base in several precisions and shapes reaches it). `FreezingCompiled`
+raises the limit for its own calls to `RECOMPILE_LIMIT`.
+
+Shapes: at static shapes Inductor runs fp32 Linear layers on MKL's pre-packed GEMM (no fused
+GELU or residual Add); at dynamic shapes (`dynamic=True`, torch 2.13) on oneDNN's pre-packed
+GEMM with the GELU and the Add fused into it, which is faster on some CPUs (`kernel_choice`
+measures which). bf16 and bf32 Linear layers run on oneDNN either way.
 """
 
 from __future__ import annotations
@@ -22,12 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch._dynamo.config as dynamo_config
 import torch._inductor.config as inductor_config
 
 from .dtypes import as_dtype
+from .log_levels import quiet_profiler_start_up
 from .parity import build_verified_or_eager, flatten_outputs
 
 logger = logging.getLogger(__name__)
+
+#: Dynamo's per-function cache limit while a `FreezingCompiled` model runs (Dynamo's default: 8).
+RECOMPILE_LIMIT = 64
 
 
 @dataclass
@@ -45,8 +61,10 @@ class FreezingCompiled:
 
     Calling it compiles on first use (and again for each new input shape); each call runs
     under `torch._inductor.config.patch(freezing=...)` so that Dynamo, when it traces, makes
-    the weights graph constants. Frozen weights are read once: changing the model's weights
-    afterwards does not change this model's outputs (as with `torch.jit.freeze`).
+    the weights graph constants, and with Dynamo's recompile limit at least `RECOMPILE_LIMIT`
+    so that a process may compile many models of one class. Frozen weights are read once:
+    changing the model's weights afterwards does not change this model's outputs (as with
+    `torch.jit.freeze`).
     """
 
     def __init__(self, compiled: Callable[..., Any], freezing: bool):
@@ -54,7 +72,8 @@ class FreezingCompiled:
         self.freezing = freezing
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with inductor_config.patch(freezing=self.freezing):
+        limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+        with inductor_config.patch(freezing=self.freezing), dynamo_config.patch(recompile_limit=limit):
             return self.compiled(*args, **kwargs)
 
 
@@ -65,6 +84,7 @@ def compile_model(
     freezing: bool = True,
     warmup_steps: int = 2,
     verify: bool = True,
+    dynamic: bool = False,
 ) -> CompileResult:
     """Compile `model` with Inductor, warm it up on `example_inputs`, and check it against eager.
 
@@ -78,11 +98,15 @@ def compile_model(
             the model's weights must not change afterwards.
         warmup_steps: calls after compilation, before anyone times the model.
         verify: compare with eager on the example inputs and fall back beyond `parity_tolerance`.
+        dynamic: compile for dynamic shapes (one graph for many sequence lengths and batch sizes; sizes
+            of 1 are still specialised). With freezing on torch 2.13 this also moves fp32 Linear layers
+            from MKL to oneDNN with fused GELU / Add (see the module docstring;
+            `kernel_choice.choose_compile_shapes` measures which is faster).
     """
     as_dtype(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
 
     def compile_(inputs: dict[str, torch.Tensor]) -> FreezingCompiled:
-        return FreezingCompiled(torch.compile(model, backend="inductor", dynamic=False), freezing)
+        return FreezingCompiled(torch.compile(model, backend="inductor", dynamic=dynamic), freezing)
 
     built = build_verified_or_eager(model, example_inputs, compile_, dtype=dtype, what="the compiled model's",
                                     warmup_steps=warmup_steps, verify=verify)
@@ -113,3 +137,19 @@ def reads_linear_weights_each_call(
             for weight in weights:
                 weight.div_(2)
     return any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+#: Operators a compiled graph runs Linear layers with on CPU, and what they are.
+LINEAR_KERNELS: dict[str, str] = {
+    "mkl::_mkl_linear": "MKL's pre-packed GEMM (fp32; GELU and Add run as separate kernels)",
+    "mkldnn::_linear_pointwise": "oneDNN's pre-packed GEMM (GELU or the residual Add fused into it)",
+    "aten::addmm": "ATen's addmm (weights not pre-packed)",
+}
+
+
+def linear_kernels(call: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Which Linear-layer operators (`LINEAR_KERNELS`) one call of `call(**inputs)` runs, and how often (profiler)."""
+    quiet_profiler_start_up()
+    with torch.no_grad(), torch.profiler.profile() as profile:
+        call(**inputs)
+    return {event.key: event.count for event in profile.key_averages() if event.key in LINEAR_KERNELS}

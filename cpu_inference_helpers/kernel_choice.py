@@ -7,6 +7,11 @@ Intel its GEMM is fast but unfused. Instead of guessing from the vendor, `choose
 times the model's own feed-forward block (Linear + GELU, Linear + residual Add, at the
 model's hidden sizes and the example's token count) both ways, interleaved, and picks the
 faster one; within `TIE_MARGIN` it keeps the vendor rule (`prefers_onednn_fp32`).
+
+`torch.compile` makes the same choice through its shapes: at static shapes Inductor packs fp32
+Linear layers for MKL, at dynamic shapes (torch 2.13) for oneDNN with the GELU and the Add
+fused. `choose_compile_shapes` compiles the same block both ways and times them; static shapes
+(the faster compilation) stay unless dynamic ones are more than `TIE_MARGIN` faster.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 import torch
 
 from .capabilities import CpuCapabilities
+from .compiling import FreezingCompiled
 from .ipex_support import IPEX_JIT_DEPRECATION, load_ipex, optimize_with_ipex
 from .timing import interleaved_latency
 
@@ -132,3 +138,73 @@ def choose_fp32_kernel(model: torch.nn.Module, example_inputs: Any, capabilities
     use_onednn, reason = decide_from_timing(timing, capabilities)
     logger.info("%s", reason)
     return use_onednn, reason
+
+
+@dataclass(frozen=True)
+class CompileShapeTiming:
+    """Median latency of one feed-forward block compiled (Inductor, freezing) at static and at dynamic shapes."""
+
+    static_ms: float
+    dynamic_ms: float
+    hidden_size: int
+    intermediate_size: int
+    tokens: int
+
+    def describe(self) -> str:
+        return (f"a {self.hidden_size}->{self.intermediate_size}->{self.hidden_size} feed-forward block on "
+                f"{self.tokens} tokens, compiled, took {self.static_ms:.2f} ms at static shapes, "
+                f"{self.dynamic_ms:.2f} ms at dynamic shapes")
+
+
+@lru_cache(maxsize=16)
+def measure_compile_shapes(hidden_size: int, intermediate_size: int, tokens: int, threads: int,
+                           repeats: int = 7) -> CompileShapeTiming | None:
+    """Time a feed-forward block compiled by Inductor with freezing at static and at dynamic shapes (fp32).
+
+    Returns None when compiling fails (no C++ compiler, an Inductor error; logged). Cached per shape and
+    thread count (`threads` is part of the key only). Costs two small compilations (a few seconds).
+    """
+    generator = torch.Generator().manual_seed(0)
+    inputs = {"hidden_states": torch.randn(1, tokens, hidden_size, generator=generator)}
+    candidates = {}
+    try:
+        with torch.no_grad():
+            for name, dynamic in (("static", False), ("dynamic", True)):
+                block = FeedForwardBlock(hidden_size, intermediate_size).eval()  # one per compilation: own weights
+                candidates[name] = FreezingCompiled(torch.compile(block, backend="inductor", dynamic=dynamic),
+                                                    freezing=True)
+            stats = interleaved_latency(candidates, inputs, warmup=3, repeats=repeats)
+    except Exception as error:  # noqa: BLE001 - compilers fail in many types; the static default then stands
+        logger.info("could not measure torch.compile's fp32 shapes: %s: %s", type(error).__name__, error)
+        return None
+    return CompileShapeTiming(1000 * stats["static"].median, 1000 * stats["dynamic"].median, hidden_size,
+                              intermediate_size, tokens)
+
+
+def decide_compile_shapes(timing: CompileShapeTiming | None) -> tuple[bool, str]:
+    """(compile for dynamic shapes?, the reason) from a measurement; static shapes without one or on a tie."""
+    if timing is None:
+        return False, ("compile fp32: static shapes, not measured (no transformer feed-forward sizes, "
+                       "or compiling the measured block failed)")
+    ratio = timing.static_ms / timing.dynamic_ms
+    if ratio > 1 + TIE_MARGIN:
+        return True, f"compile fp32: dynamic shapes, {ratio:.2f}x as fast as static here: {timing.describe()}"
+    if ratio < 1 / (1 + TIE_MARGIN):
+        return False, f"compile fp32: static shapes, {1 / ratio:.2f}x as fast as dynamic here: {timing.describe()}"
+    return False, (f"compile fp32: static shapes (compile faster), as both are within {TIE_MARGIN:.0%} here: "
+                   f"{timing.describe()}")
+
+
+def choose_compile_shapes(model: torch.nn.Module, example_inputs: Any) -> tuple[bool, str]:
+    """Whether `compile_model` should compile `model` in fp32 for dynamic shapes (True) or static ones, and why.
+
+    Measured on this CPU with the model's feed-forward sizes at the example's token count (capped at
+    `MAX_MEASURED_TOKENS`); static shapes where the model has no such sizes or the measurement fails.
+    """
+    sizes, tokens = feed_forward_sizes(model), example_tokens(example_inputs)
+    timing = None
+    if sizes is not None and tokens:
+        timing = measure_compile_shapes(*sizes, min(tokens, MAX_MEASURED_TOKENS), torch.get_num_threads())
+    dynamic, reason = decide_compile_shapes(timing)
+    logger.info("%s", reason)
+    return dynamic, reason

@@ -30,7 +30,7 @@ from .capabilities import CpuCapabilities, cached_capabilities
 from .compiling import compile_model
 from .dtypes import BF32, INT8, as_dtype, precision_name
 from .ipex_support import load_ipex, optimize_with_ipex, probe_ipex
-from .kernel_choice import choose_fp32_kernel
+from .kernel_choice import choose_compile_shapes, choose_fp32_kernel
 from .memory import release_freed_memory
 from .precision import bf32_fallback_reason, inference_context, resolve_precision
 from .quantization import prepare_int8
@@ -165,6 +165,7 @@ def prepare_for_inference(
     precision: str | torch.dtype = "fp32",
     *,
     auto_kernel_selection: bool | None = None,
+    dynamic_shapes: bool | None = None,
     allow_emulated_bf16: bool = False,
     freeze: bool = True,
     warmup_steps: int = 2,
@@ -193,6 +194,10 @@ def prepare_for_inference(
         auto_kernel_selection: IPEX fp32 kernel choice: True oneDNN, False MKL; None times both on the
             model's feed-forward block on this CPU and takes the faster (`kernel_choice`; the vendor rule
             `prefers_onednn_fp32` on a tie or without transformer sizes), recorded in `record.choices`.
+        dynamic_shapes: `compile` only: compile for dynamic shapes (True) or static ones (False); None
+            measures both on the model's feed-forward block for frozen fp32 (at dynamic shapes torch 2.13's
+            Inductor runs fp32 Linear layers on oneDNN with fused GELU / Add instead of MKL; `kernel_choice`)
+            and takes the faster, recorded in `record.choices`; other cases compile for static shapes.
         allow_emulated_bf16: run bf16 even where the CPU lacks native bf16 instructions.
         freeze: freeze the weights into the graph: `torch.jit.freeze` for jit modes, Inductor's
             `freezing` for compile.
@@ -215,7 +220,8 @@ def prepare_for_inference(
         precision, reason = resolve_auto_precision(caps)
         choices.append(reason)
     precision = precision_name(precision)  # a clear ValueError for anything but fp32 / bf16 / bf32 / int8
-    options = dict(auto_kernel_selection=auto_kernel_selection, allow_emulated_bf16=allow_emulated_bf16,
+    options = dict(auto_kernel_selection=auto_kernel_selection, dynamic_shapes=dynamic_shapes,
+                   allow_emulated_bf16=allow_emulated_bf16,
                    freeze=freeze, warmup_steps=warmup_steps, verify=verify, capabilities=caps,
                    calibration=list(calibration) if calibration is not None else None)
     if mode != AUTO:
@@ -255,6 +261,7 @@ def _prepare_mode(
     precision: str,
     *,
     auto_kernel_selection: bool | None,
+    dynamic_shapes: bool | None,
     allow_emulated_bf16: bool,
     freeze: bool,
     warmup_steps: int,
@@ -321,11 +328,17 @@ def _prepare_mode(
 
     traced, eager_model, optimised, eager_output_type = False, model, False, None
     if mode == "compile":
+        if dynamic_shapes is None:
+            dynamic_shapes = False
+            if runs_in == torch.float32 and freeze:  # the faster of static (MKL) and dynamic (oneDNN) shapes
+                dynamic_shapes, why = choose_compile_shapes(model, example_inputs)
+                record.choices.append(why)
         compiled = compile_model(model, example_inputs, dtype=runs_in, freezing=freeze, warmup_steps=warmup_steps,
-                                 verify=verify)
+                                 verify=verify, dynamic=dynamic_shapes)
         if compiled.compiled:
             model, optimised = compiled.model, True
-            record.applied.append("torch.compile (inductor" + (", freezing)" if freeze else ")"))
+            record.applied.append("torch.compile (inductor" + (", freezing" if freeze else "")
+                                  + (", dynamic shapes)" if dynamic_shapes else ")"))
         else:
             record.fallbacks.append(f"compile: {compiled.reason}")
             record.mode = "eager"

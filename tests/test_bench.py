@@ -118,6 +118,9 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert payload["metadata"]["roofline"]["fp32"]["gflops"] > 0
     assert any("auto (auto -> " in line for line in payload["summary"])
     assert any(line.strip().startswith("profile:") for line in payload["summary"])
+    auto = next(r for r in results if r["path"] == "auto" and r["seq_len"] == 32)  # why auto chose what it ran
+    assert any(choice.startswith("auto chose ") for choice in auto["choices"]), auto["choices"]
+    assert f"choice in auto: {auto['choices'][0]}" in printed
 
 
 @pytest.mark.parametrize("peer", peers.PEERS)

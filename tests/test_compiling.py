@@ -1,11 +1,23 @@
 import logging
 
+import pytest
 import torch
 
-from cpu_inference_helpers.compiling import compile_model
+from cpu_inference_helpers.compiling import (
+    RECOMPILE_LIMIT,
+    compile_model,
+    linear_kernels,
+    reads_linear_weights_each_call,
+)
 from cpu_inference_helpers.models import build_random_qa_model
-from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_for_inference
 from cpu_inference_helpers.parity import max_abs_difference
+
+
+def torch_release() -> tuple[int, int]:
+    """PyTorch's (major, minor) version."""
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
 
 
 def test_compiled_model_matches_eager(example_batch):
@@ -35,3 +47,39 @@ def test_missing_cpp_compiler_falls_back_to_eager(example_batch, caplog):
 def test_positional_inputs_are_refused(tiny_model, example_batch):
     result = compile_model(tiny_model, tuple(example_batch.values()))
     assert not result.compiled and "dict" in result.reason
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs a C++ compiler")
+@pytest.mark.skipif(not torch._C.has_mkl, reason="PyTorch built without MKL: Inductor packs fp32 Linear for oneDNN")
+def test_fp32_shapes_decide_between_mkl_and_onednn(example_batch):
+    """Static shapes: Inductor packs fp32 Linear layers for MKL; dynamic shapes never do (oneDNN on torch 2.13)."""
+    ops = {}
+    for dynamic in (False, True):
+        model = build_random_qa_model("random-bert-tiny", seed=4)
+        result = compile_model(model, example_batch, dynamic=dynamic)
+        assert result.compiled, result.reason
+        ops[dynamic] = set(linear_kernels(result.model, example_batch))
+    assert ops[False] == {"mkl::_mkl_linear"}, ops
+    assert "mkl::_mkl_linear" not in ops[True]
+    if torch_release() >= (2, 13):
+        assert ops[True] == {"mkldnn::_linear_pointwise"}
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs a C++ compiler")
+def test_many_models_of_one_class_are_all_compiled():
+    """Dynamo's default limit (8 cache entries per function) would run the 9th frozen model eagerly, silently."""
+    inputs = {"x": torch.randn(2, 8)}
+    for index in range(RECOMPILE_LIMIT // 4 + 1):  # well past Dynamo's default of 8
+        model = _Scale().eval()
+        result = compile_model(model, inputs)
+        assert result.compiled, result.reason
+        assert not reads_linear_weights_each_call(result.model, model, inputs), f"model {index} ran eagerly"

@@ -1,4 +1,4 @@
-"""IPEX's fp32 kernel (MKL or oneDNN) follows a measurement on this CPU, not the vendor's name."""
+"""IPEX's fp32 kernel (MKL or oneDNN) and torch.compile's fp32 shapes follow a measurement on this CPU."""
 
 import pytest
 import torch
@@ -7,14 +7,18 @@ from conftest import cpuinfo_capabilities, requires_ipex
 from cpu_inference_helpers import kernel_choice
 from cpu_inference_helpers.kernel_choice import (
     TIE_MARGIN,
+    CompileShapeTiming,
     KernelTiming,
+    choose_compile_shapes,
     choose_fp32_kernel,
+    decide_compile_shapes,
     decide_from_timing,
     example_tokens,
     feed_forward_sizes,
+    measure_compile_shapes,
     measure_fp32_kernels,
 )
-from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_for_inference
 
 AMD, INTEL = "amd_zen4", "intel_sapphire_rapids"
 
@@ -90,3 +94,58 @@ def test_nothing_is_measured_without_ipex(monkeypatch, fresh_ipex_probe):
     monkeypatch.setenv(ipex_support.DISABLE_ENV_VAR, "1")
     assert not ipex_support.probe_ipex(refresh=True).usable
     assert measure_fp32_kernels(48, 96, 16, torch.get_num_threads(), repeats=1) is None
+
+
+def _compile_timing(static_ms: float, dynamic_ms: float) -> CompileShapeTiming:
+    return CompileShapeTiming(static_ms, dynamic_ms, 768, 3072, 384)
+
+
+@pytest.mark.parametrize(("static_ms", "dynamic_ms", "expected"), [(13.0, 10.0, True), (10.0, 13.0, False)])
+def test_compile_takes_the_faster_shapes(static_ms, dynamic_ms, expected):
+    dynamic, reason = decide_compile_shapes(_compile_timing(static_ms, dynamic_ms))
+    assert dynamic is expected
+    assert reason.startswith(f"compile fp32: {'dynamic' if expected else 'static'} shapes, 1.30x as fast")
+    assert "13.00 ms" in reason and "10.00 ms" in reason
+
+
+def test_compile_keeps_static_shapes_on_a_tie_or_without_a_measurement():
+    close = _compile_timing(10.0 * (1 + TIE_MARGIN / 2), 10.0)
+    for timing in (close, None):
+        dynamic, reason = decide_compile_shapes(timing)
+        assert dynamic is False and reason.startswith("compile fp32: static shapes")
+
+
+def test_compile_does_not_measure_a_model_without_transformer_sizes(monkeypatch, example_batch):
+    def fail(*args, **kwargs):
+        raise AssertionError("nothing to measure for a model without feed-forward sizes")
+
+    monkeypatch.setattr(kernel_choice, "measure_compile_shapes", fail)
+    dynamic, reason = choose_compile_shapes(torch.nn.Linear(4, 4), example_batch)
+    assert dynamic is False and "not measured" in reason
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs a C++ compiler")
+@pytest.mark.parametrize("dynamic_faster", [True, False])
+def test_compile_fp32_runs_the_measured_shapes(monkeypatch, tiny_model, example_batch, dynamic_faster):
+    """Unless the caller pins `dynamic_shapes`, fp32 compiles at the measured faster shapes; bf16 is not measured."""
+    timing = _compile_timing(20.0, 10.0) if dynamic_faster else _compile_timing(10.0, 20.0)
+    measured = []
+    monkeypatch.setattr(kernel_choice, "measure_compile_shapes", lambda *args, **kwargs: measured.append(1) or timing)
+    ready = prepare_for_inference(tiny_model, example_batch, mode="compile")
+    assert ready.record.mode == "compile", ready.record.fallbacks
+    assert ("dynamic shapes" in " ".join(ready.record.applied)) is dynamic_faster
+    assert any(choice.startswith(f"compile fp32: {'dynamic' if dynamic_faster else 'static'} shapes, 2.00x")
+               for choice in ready.record.choices)
+    pinned = prepare_for_inference(tiny_model, example_batch, mode="compile", dynamic_shapes=not dynamic_faster)
+    assert ("dynamic shapes" in " ".join(pinned.record.applied)) is not dynamic_faster
+    assert not any(choice.startswith("compile fp32") for choice in pinned.record.choices)
+    bf16 = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="bf16", allow_emulated_bf16=True)
+    assert not any(choice.startswith("compile fp32") for choice in bf16.record.choices)
+    assert "dynamic shapes" not in " ".join(bf16.record.applied) and len(measured) == 1
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs a C++ compiler")
+def test_both_compile_shapes_are_timed_here():
+    timing = measure_compile_shapes(64, 256, 32, torch.get_num_threads(), repeats=3)
+    assert timing is not None and timing.static_ms > 0 and timing.dynamic_ms > 0
+    assert (timing.hidden_size, timing.intermediate_size, timing.tokens) == (64, 256, 32)

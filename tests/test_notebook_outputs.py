@@ -10,6 +10,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 FORBIDDEN = {
     "C++ kernel-override warning": re.compile(r"OperatorEntry\.cpp|Overriding a previously registered kernel"),
     "CUDA_HOME line": re.compile(r"CUDA_HOME"),
+    "C++ log line (e.g. the profiler's gpuGetDeviceCount error)": re.compile(
+        r"^(ERROR|WARNING):\d{4}-\d\d-\d\d |^[EW]\d{4} \d\d:\d\d:", re.MULTILINE),
     "transformers loss-type chatter": re.compile(r"loss_type=None"),
     # (the guide's example commands write to /tmp/qa: that is an example, not this machine's path)
     "machine path": re.compile(r"/(root|home|work)/|/tmp/(tmp|pytest-)|site-packages"),

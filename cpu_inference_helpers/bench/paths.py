@@ -35,7 +35,9 @@ def default_paths() -> list[PathSpec]:
         PathSpec("ipex+jit oneDNN", mode="ipex+jit", options=onednn),
         PathSpec("ipex+jit MKL", mode="ipex+jit", options=mkl),
         PathSpec("ipex+jit oneDNN (eager attention)", mode="ipex+jit", attn_implementation="eager", options=onednn),
-        PathSpec("compile", mode="compile"),
+        PathSpec("compile", mode="compile"),  # static or dynamic shapes, whichever kernel_choice measures faster
+        PathSpec("compile (static shapes)", mode="compile", options=(("dynamic_shapes", False),)),
+        PathSpec("compile (dynamic shapes)", mode="compile", options=(("dynamic_shapes", True),)),
         PathSpec("auto", mode="auto"),
     ]
     for mode in ("eager", "jit", "ipex", "ipex+jit", "compile", "auto"):

@@ -7,15 +7,15 @@ GELU, casts, copies, framework overhead).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-# PyPI's CUDA build of torch makes the profiler's kineto log an error on machines without a GPU.
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+from ..log_levels import quiet_profiler_start_up
+
+quiet_profiler_start_up()
 
 #: Substrings of operator names that are matrix products (ATen, oneDNN, IPEX fused linears, attention).
 GEMM_MARKERS = ("linear", "matmul", "addmm", "bmm", "::mm", "mkldnn_", "ipex_prepack", "scaled_dot_product",

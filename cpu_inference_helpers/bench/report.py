@@ -63,6 +63,7 @@ def format_table(results: Sequence[PathResult]) -> str:
         lines = [f"seq {seq_len}, batch {batch_size}", *text_table(COLUMNS, values)]
         lines += [f"skipped {r.path}: {r.skipped}" for r in rows if r.skipped]
         lines += [f"fallback in {r.path}: {reason}" for r in rows for reason in r.fallbacks]
+        lines += [f"choice in {r.path}: {choice}" for r in rows for choice in r.choices]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

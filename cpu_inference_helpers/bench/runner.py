@@ -47,6 +47,7 @@ class PathResult:
     batch_size: int
     ran_as: str = ""
     fallbacks: list[str] = field(default_factory=list)
+    choices: list[str] = field(default_factory=list)  # what prepare_for_inference decided and why (record.choices)
     skipped: str | None = None
     setup_s: float = 0.0
     median_ms: float = float("nan")
@@ -74,19 +75,20 @@ def make_inputs(tokenizer: Any, seq_len: int, batch_size: int) -> dict[str, torc
 def _build(
     spec: PathSpec, models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tensor], threads: int,
     capabilities: CpuCapabilities, calibration: list[dict[str, torch.Tensor]] | None,
-) -> tuple[Callable[..., Any], str, list[str], float]:
-    """Prepare one path; returns the callable, what it ran as, its fallbacks and its set-up seconds."""
+) -> tuple[Callable[..., Any], str, list[str], list[str], float]:
+    """Prepare one path; returns the callable, what it ran as, its fallbacks, its choices and its set-up seconds."""
     model = models[spec.attn_implementation]
     start = time.perf_counter()
     if spec.peer:
         runner = BUILDERS[spec.peer](model, inputs, spec.precision, threads, calibration=calibration)
         runner(**inputs)  # first inference initialises the runtime
         release_freed_memory()  # as prepare_for_inference does: a conversion frees GBs the C heap would keep
-        return runner, spec.name, [], time.perf_counter() - start
+        return runner, spec.name, [], [], time.perf_counter() - start
     int8_calibration = calibration if spec.precision == INT8 else None
     ready = prepare_for_inference(model, inputs, mode=spec.mode, precision=spec.precision, capabilities=capabilities,
                                   calibration=int8_calibration, **dict(spec.options))  # warmed up, returns ModelOutput
-    return ready, ready.record.ran_as, list(ready.record.fallbacks), time.perf_counter() - start
+    record = ready.record
+    return ready, record.ran_as, list(record.fallbacks), list(record.choices), time.perf_counter() - start
 
 
 def _logits(outputs: Any) -> torch.Tensor:
@@ -129,8 +131,8 @@ def bench_shape(
         result = PathResult(spec.name, spec.family, spec.precision, seq_len, batch_size)
         results.append(result)
         try:
-            runner, result.ran_as, result.fallbacks, result.setup_s = _build(spec, models, inputs, threads,
-                                                                              capabilities, calibration)
+            runner, result.ran_as, result.fallbacks, result.choices, result.setup_s = _build(
+                spec, models, inputs, threads, capabilities, calibration)
         except PeerUnavailable as error:
             result.skipped = str(error)
             logger.warning("skipping %s: %s", spec.name, error)
