@@ -138,7 +138,8 @@ def test_timing_groups_keep_compared_paths_together_beside_eager():
     assert all(group[0] == specs[0] for group in groups)
     assert sorted(spec.name for group in groups for spec in group[1:]) == sorted(spec.name for spec in specs[1:])
     names = [{spec.name for spec in group} for group in groups]
-    for together in (("ipex+jit oneDNN", "openvino", "auto", "ipex+jit:bf32"),
+    for together in (("ipex+jit oneDNN", "openvino", "auto", "compile", "compile (static shapes)",
+                      "compile (dynamic shapes)"), ("ipex+jit:bf32", "compile:bf32"),
                      ("ipex+jit:bf16", "auto:bf16", "openvino:bf16"), ("ipex+jit:int8", "auto:int8", "openvino:int8")):
         assert any(set(together) <= group for group in names), together
     assert not any({"ipex+jit:bf16", "ipex+jit:int8"} <= group for group in names)  # too big together at 384x8
