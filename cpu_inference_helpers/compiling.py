@@ -22,7 +22,9 @@ raises the limit for its own calls to `RECOMPILE_LIMIT`.
 Shapes: at static shapes Inductor runs fp32 Linear layers on MKL's pre-packed GEMM (no fused
 GELU or residual Add); at dynamic shapes (`dynamic=True`, torch 2.13) on oneDNN's pre-packed
 GEMM with the GELU and the Add fused into it, which is faster on some CPUs (`kernel_choice`
-measures which). bf16 and bf32 Linear layers run on oneDNN either way.
+measures which). bf16 and bf32 Linear layers run on oneDNN either way. torch 2.8 leaves fp32
+weights unpacked at dynamic shapes (`aten::addmm` on the parameters themselves), so there an
+in-place change to them after compiling does show in the outputs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch._dynamo.config as dynamo_config
 import torch._inductor.config as inductor_config
 
 from .dtypes import as_dtype
-from .log_levels import quiet_profiler_start_up
+from .log_levels import quiet_profile
 from .parity import build_verified_or_eager, flatten_outputs
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ class FreezingCompiled:
     the weights graph constants, and with Dynamo's recompile limit at least `RECOMPILE_LIMIT`
     so that a process may compile many models of one class. Frozen weights are read once:
     changing the model's weights afterwards does not change this model's outputs (as with
-    `torch.jit.freeze`).
+    `torch.jit.freeze`; except fp32 at dynamic shapes on torch 2.8, see the module docstring).
     """
 
     def __init__(self, compiled: Callable[..., Any], freezing: bool):
@@ -149,7 +151,6 @@ LINEAR_KERNELS: dict[str, str] = {
 
 def linear_kernels(call: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> dict[str, int]:
     """Which Linear-layer operators (`LINEAR_KERNELS`) one call of `call(**inputs)` runs, and how often (profiler)."""
-    quiet_profiler_start_up()
-    with torch.no_grad(), torch.profiler.profile() as profile:
+    with torch.no_grad(), quiet_profile() as profile:
         call(**inputs)
     return {event.key: event.count for event in profile.key_averages() if event.key in LINEAR_KERNELS}

@@ -1,4 +1,4 @@
-"""Quieting third-party loggers: one for the duration of a call, the profiler's C++ start-up message.
+"""Quieting third-party loggers for the duration of a call, and the profiler's C++ start and stop lines.
 
 The library never configures logging; it only keeps other libraries' noise out of its callers' output.
 """
@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -23,10 +25,39 @@ def logger_level(name: str, level: int = logging.ERROR) -> Iterator[None]:
         target.setLevel(previous)
 
 
-def quiet_profiler_start_up() -> None:
-    """Keep `torch.profiler`'s C++ start-up error ("gpuGetDeviceCount failed") off stderr on machines without a GPU.
 
-    PyPI's CUDA builds of torch make kineto log it the first time a process profiles; kineto reads
-    `KINETO_LOG_LEVEL` then (a value the user set wins).
+@contextlib.contextmanager
+def process_stderr_silenced() -> Iterator[None]:
+    """Send what C++ code writes to the process's stderr (file descriptor 2) to /dev/null inside the block.
+
+    Python's own `sys.stderr` is flushed first and restored with the descriptor afterwards.
     """
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet_profile(**options: Any) -> Iterator[Any]:
+    """`torch.profiler.profile(**options)` without the C++ lines its start and stop print to stderr.
+
+    Kineto prints them from C++, bypassing Python's logging: "gpuGetDeviceCount failed" (PyPI's CUDA
+    builds of torch on machines without a GPU) and "USDT: ... profiler_start / profiler_stop" (torch
+    2.13). Only the profiler's start and stop are silenced, not the profiled calls.
+    """
+    import torch.profiler
+
+    profiler = torch.profiler.profile(**options)
+    with process_stderr_silenced():
+        profiler.__enter__()
+    try:
+        yield profiler
+    finally:
+        with process_stderr_silenced():
+            profiler.__exit__(None, None, None)

@@ -154,7 +154,8 @@ def test_compile_honours_freeze(example_batch):
         pytest.skip("torch.compile needs a C++ compiler")
     for freeze in (True, False):
         model = build_random_qa_model("random-bert-tiny", seed=3)
-        ready = prepare_for_inference(model, example_batch, mode="compile", freeze=freeze)
+        # static shapes, pinned: at dynamic shapes torch 2.8 runs fp32 Linear layers on the parameters themselves
+        ready = prepare_for_inference(model, example_batch, mode="compile", freeze=freeze, dynamic_shapes=False)
         assert ready.record.mode == "compile" and ("freezing" in " ".join(ready.record.applied)) is freeze
         assert reads_linear_weights_each_call(ready, model, example_batch) is not freeze, f"freeze={freeze}"
 

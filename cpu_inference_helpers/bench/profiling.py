@@ -13,9 +13,7 @@ from typing import Any
 
 import torch
 
-from ..log_levels import quiet_profiler_start_up
-
-quiet_profiler_start_up()
+from ..log_levels import quiet_profile
 
 #: Substrings of operator names that are matrix products (ATen, oneDNN, IPEX fused linears, attention).
 GEMM_MARKERS = ("linear", "matmul", "addmm", "bmm", "::mm", "mkldnn_", "ipex_prepack", "scaled_dot_product",
@@ -47,10 +45,10 @@ def is_gemm(name: str) -> bool:
 def profile_operators(fn: Callable[..., Any], inputs: Mapping[str, torch.Tensor], calls: int = 3,
                       rows: int = 12) -> Profile:
     """Profile `calls` calls of `fn(**inputs)` (after one warm-up) and summarise self time per operator."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity
 
     fn(**inputs)
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+    with quiet_profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(calls):
             fn(**inputs)
     events = [event for event in profiler.key_averages() if event.self_cpu_time_total > 0]
