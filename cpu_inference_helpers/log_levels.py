@@ -25,15 +25,20 @@ def logger_level(name: str, level: int = logging.ERROR) -> Iterator[None]:
         target.setLevel(previous)
 
 
-
 @contextlib.contextmanager
 def process_stderr_silenced() -> Iterator[None]:
     """Send what C++ code writes to the process's stderr (file descriptor 2) to /dev/null inside the block.
 
-    Python's own `sys.stderr` is flushed first and restored with the descriptor afterwards.
+    Python's own `sys.stderr` is flushed first and restored with the descriptor afterwards. Where the
+    process has no descriptor 2 (e.g. pythonw on Windows) there is nothing to silence.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)

@@ -32,3 +32,17 @@ def test_quiet_profile_still_profiles():
     with quiet_profile() as profile:
         torch.mm(torch.randn(8, 8), torch.randn(8, 8))
     assert "aten::mm" in {event.key for event in profile.key_averages()}
+
+
+def test_a_process_without_stderr_descriptor_is_left_alone(monkeypatch):
+    """pythonw and some services have no descriptor 2: silencing it must not fail there."""
+    from cpu_inference_helpers import log_levels
+
+    def no_descriptor(fd):
+        raise OSError(9, "Bad file descriptor")
+
+    monkeypatch.setattr(log_levels.os, "dup", no_descriptor)
+    ran = []
+    with log_levels.process_stderr_silenced():
+        ran.append(True)
+    assert ran == [True]
