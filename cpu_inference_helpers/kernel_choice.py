@@ -65,6 +65,22 @@ class FeedForwardBlock(torch.nn.Module):
         return self.down(torch.nn.functional.gelu(self.up(hidden_states))) + hidden_states
 
 
+def block_inputs(hidden_size: int, tokens: int) -> dict[str, torch.Tensor]:
+    """The measured block's example: one sequence of `tokens` hidden states (seeded)."""
+    generator = torch.Generator().manual_seed(0)
+    return {"hidden_states": torch.randn(1, tokens, hidden_size, generator=generator)}
+
+
+def faster_beyond_tie(first_ms: float, second_ms: float) -> tuple[str | None, float]:
+    """("first" / "second" when that one is more than `TIE_MARGIN` faster, else None; how many times faster)."""
+    ratio = second_ms / first_ms
+    if ratio > 1 + TIE_MARGIN:
+        return "first", ratio
+    if ratio < 1 / (1 + TIE_MARGIN):
+        return "second", 1 / ratio
+    return None, max(ratio, 1 / ratio)
+
+
 @lru_cache(maxsize=16)
 def measure_fp32_kernels(hidden_size: int, intermediate_size: int, tokens: int, threads: int,
                          repeats: int = 7) -> KernelTiming | None:
@@ -75,9 +91,8 @@ def measure_fp32_kernels(hidden_size: int, intermediate_size: int, tokens: int, 
     """
     if load_ipex() is None:
         return None
-    generator = torch.Generator().manual_seed(0)
     block = FeedForwardBlock(hidden_size, intermediate_size).eval()
-    inputs = {"hidden_states": torch.randn(1, tokens, hidden_size, generator=generator)}
+    inputs = block_inputs(hidden_size, tokens)
     candidates = {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)  # IPEX, on every first call of a graph
@@ -99,11 +114,11 @@ def decide_from_timing(timing: KernelTiming | None, capabilities: CpuCapabilitie
                   f"({'MKL is slow on non-Intel x86' if vendor_rule else 'MKL is fast on Intel'})")
     if timing is None:
         return vendor_rule, f"fp32 kernel: {vendor_why}, not measured (no transformer feed-forward sizes or no IPEX)"
-    ratio = timing.mkl_ms / timing.onednn_ms
-    if ratio > 1 + TIE_MARGIN:
-        return True, f"fp32 kernel: oneDNN, {ratio:.2f}x as fast as MKL here: {timing.describe()}"
-    if ratio < 1 / (1 + TIE_MARGIN):
-        return False, f"fp32 kernel: MKL, {1 / ratio:.2f}x as fast as oneDNN here: {timing.describe()}"
+    winner, times = faster_beyond_tie(timing.onednn_ms, timing.mkl_ms)
+    if winner == "first":
+        return True, f"fp32 kernel: oneDNN, {times:.2f}x as fast as MKL here: {timing.describe()}"
+    if winner == "second":
+        return False, f"fp32 kernel: MKL, {times:.2f}x as fast as oneDNN here: {timing.describe()}"
     return vendor_rule, f"fp32 kernel: {vendor_why}, as both are within {TIE_MARGIN:.0%} here: {timing.describe()}"
 
 
@@ -125,16 +140,22 @@ def example_tokens(example_inputs: Mapping[str, torch.Tensor] | Any) -> int | No
     return None
 
 
+def measured_block_shape(model: torch.nn.Module, example_inputs: Any) -> tuple[int, int, int] | None:
+    """(hidden size, intermediate size, tokens capped at `MAX_MEASURED_TOKENS`) to measure `model` at, or None."""
+    sizes, tokens = feed_forward_sizes(model), example_tokens(example_inputs)
+    if sizes is None or not tokens:
+        return None
+    return (*sizes, min(tokens, MAX_MEASURED_TOKENS))
+
+
 def choose_fp32_kernel(model: torch.nn.Module, example_inputs: Any, capabilities: CpuCapabilities) -> tuple[bool, str]:
     """Whether IPEX should run `model`'s fp32 Linear layers on oneDNN (True) or MKL (False), and why.
 
     Measured on this CPU with the model's feed-forward sizes at the example's token count (capped at
     `MAX_MEASURED_TOKENS`); the vendor rule where the model has no such sizes or IPEX is not usable.
     """
-    sizes, tokens = feed_forward_sizes(model), example_tokens(example_inputs)
-    timing = None
-    if sizes is not None and tokens:
-        timing = measure_fp32_kernels(*sizes, min(tokens, MAX_MEASURED_TOKENS), torch.get_num_threads())
+    shape = measured_block_shape(model, example_inputs)
+    timing = measure_fp32_kernels(*shape, torch.get_num_threads()) if shape else None
     use_onednn, reason = decide_from_timing(timing, capabilities)
     logger.info("%s", reason)
     return use_onednn, reason
@@ -164,8 +185,7 @@ def measure_compile_shapes(hidden_size: int, intermediate_size: int, tokens: int
     Returns None when compiling fails (no C++ compiler, an Inductor error; logged). Cached per shape and
     thread count (`threads` is part of the key only). Costs two small compilations (a few seconds).
     """
-    generator = torch.Generator().manual_seed(0)
-    inputs = {"hidden_states": torch.randn(1, tokens, hidden_size, generator=generator)}
+    inputs = block_inputs(hidden_size, tokens)
     candidates = {}
     try:
         with torch.no_grad():
@@ -186,11 +206,11 @@ def decide_compile_shapes(timing: CompileShapeTiming | None) -> tuple[bool, str]
     if timing is None:
         return False, ("compile fp32: static shapes, not measured (no transformer feed-forward sizes, "
                        "or compiling the measured block failed)")
-    ratio = timing.static_ms / timing.dynamic_ms
-    if ratio > 1 + TIE_MARGIN:
-        return True, f"compile fp32: dynamic shapes, {ratio:.2f}x as fast as static here: {timing.describe()}"
-    if ratio < 1 / (1 + TIE_MARGIN):
-        return False, f"compile fp32: static shapes, {1 / ratio:.2f}x as fast as dynamic here: {timing.describe()}"
+    winner, times = faster_beyond_tie(timing.dynamic_ms, timing.static_ms)
+    if winner == "first":
+        return True, f"compile fp32: dynamic shapes, {times:.2f}x as fast as static here: {timing.describe()}"
+    if winner == "second":
+        return False, f"compile fp32: static shapes, {times:.2f}x as fast as dynamic here: {timing.describe()}"
     return False, (f"compile fp32: static shapes (compile faster), as both are within {TIE_MARGIN:.0%} here: "
                    f"{timing.describe()}")
 
@@ -201,10 +221,8 @@ def choose_compile_shapes(model: torch.nn.Module, example_inputs: Any) -> tuple[
     Measured on this CPU with the model's feed-forward sizes at the example's token count (capped at
     `MAX_MEASURED_TOKENS`); static shapes where the model has no such sizes or the measurement fails.
     """
-    sizes, tokens = feed_forward_sizes(model), example_tokens(example_inputs)
-    timing = None
-    if sizes is not None and tokens:
-        timing = measure_compile_shapes(*sizes, min(tokens, MAX_MEASURED_TOKENS), torch.get_num_threads())
+    shape = measured_block_shape(model, example_inputs)
+    timing = measure_compile_shapes(*shape, torch.get_num_threads()) if shape else None
     dynamic, reason = decide_compile_shapes(timing)
     logger.info("%s", reason)
     return dynamic, reason
