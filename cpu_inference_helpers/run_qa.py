@@ -13,7 +13,7 @@ runs that mode (and eager fp32 beside it, as the reference); `--modes` runs seve
 
 Without --model_name_or_path / --dataset_name / --validation_file it runs offline: the
 project's own fine-tuned QA checkpoint `minilm-squadshifts` (shipped in the package; real
-EM/F1) on the packaged SQuAD v1.1 dev set (10,565 questions; --max_eval_samples takes the
+EM/F1) on the packaged official SQuAD v1.1 dev set (10,570 questions; --max_eval_samples takes the
 first N). `--model_name_or_path random-bert-base` gives a bert-base-shaped model with random
 weights for speed work (real speed, meaningless EM/F1).
 """

@@ -134,17 +134,16 @@ def export_shipped_weights(model: BertForQuestionAnswering, folder: Path, metada
     return weights_path
 
 
-def load_shipped_model(attn_implementation: str = "sdpa", folder: Path | None = None) -> BertForQuestionAnswering:
-    """The fine-tuned `minilm-squadshifts` model in fp32 (its fp16 weights evaluated as loaded), in eval mode.
+def verified_checkpoint_weights(folder: Path | None = None) -> Path:
+    """Path of a shipped-format folder's weights.safetensors after checking it against its manifest's sha256.
 
-    Raises `CheckpointIntegrityError` with what to do when the shipped weights or the base
-    encoder are missing or differ from the files the manifest names.
+    Raises `CheckpointIntegrityError` with what to do when the file or the manifest is missing or differs.
     """
     folder = folder or shipped_checkpoint_dir()
     manifest_path, weights_path = folder / MANIFEST_FILE, folder / WEIGHTS_FILE
     if not manifest_path.is_file() or not weights_path.is_file():
         raise CheckpointIntegrityError(
-            f"the packaged {SHIPPED_MODEL_NAME} checkpoint is incomplete: {folder} needs {WEIGHTS_FILE} and "
+            f"the {SHIPPED_MODEL_NAME} checkpoint is incomplete: {folder} needs {WEIGHTS_FILE} and "
             f"{MANIFEST_FILE}. Restore them with git checkout, or rebuild them with "
             "python -m cpu_inference_helpers.qa.train"
         )
@@ -155,6 +154,16 @@ def load_shipped_model(attn_implementation: str = "sdpa", folder: Path | None = 
             f"{weights_path} has sha256 {digest}, not the {manifest['weights_sha256']} its manifest records: "
             "the file was changed or truncated. Restore it with git checkout."
         )
+    return weights_path
+
+
+def load_shipped_model(attn_implementation: str = "sdpa", folder: Path | None = None) -> BertForQuestionAnswering:
+    """The fine-tuned shipped model in fp32 (its fp16 weights evaluated as loaded), in eval mode.
+
+    Raises `CheckpointIntegrityError` with what to do when the shipped weights or the base
+    encoder are missing or differ from the files the manifest names.
+    """
+    weights_path = verified_checkpoint_weights(folder)
     model = build_from_base(attn_implementation)
     shipped = load_file(str(weights_path))
     expected = {name for name, tensor in model.state_dict().items() if tensor.is_floating_point()}

@@ -1,10 +1,11 @@
 """Regenerate the packaged SQuAD v1.1 dev subset from a full dev file.
 
-    python scripts/make_squad_subset.py ../shared/data/squaddev_v1.1.json.xz
+    python scripts/make_squad_subset.py ../shared/data/squad/dev-v1.1.json.xz
 
 Takes whole paragraphs round-robin across all articles until at least TARGET questions,
-so every topic of the dev set is represented, and leaves out questions whose gold answers
-are incomplete in the source copy (listed in squaddev_v1.1_removed.json.xz beside it).
+so every topic of the dev set is represented. Given an incomplete copy of the dev set with a
+squaddev_v1.1_removed.json.xz beside it (the bigbench copy), it leaves out the questions whose
+gold answers that copy lacks.
 """
 
 from __future__ import annotations

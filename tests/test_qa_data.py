@@ -1,4 +1,5 @@
 import gzip
+import hashlib
 import json
 import lzma
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from cpu_inference_helpers.qa.data import (
+    OFFICIAL_DEV_MD5,
+    OFFICIAL_DEV_QUESTIONS,
     SquadFormatError,
     default_dataset_path,
     fetch_squad_dev,
@@ -46,43 +49,48 @@ def flat_records():
     ]
 
 
-def test_packaged_subset_is_valid_squad():
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_packaged_subset_is_the_official_dev_set_in_small():
     examples = load_squad_file(subset_dataset_path())
-    assert len(examples) == 303 and len({e.title for e in examples}) == 43
+    assert len(examples) == 304 and len({e.title for e in examples}) == 43
+    official = {example.id: example for example in load_examples()[0]}
     for example in examples:
-        assert example.answers["text"]
+        assert example == official[example.id]  # same question, context, gold answers and title
         for text, start in zip(example.answers["text"], example.answers["answer_start"], strict=True):
             assert example.context[start : start + len(text)] == text
 
 
-def test_default_source_is_the_packaged_full_dev_set():
+def test_default_source_is_the_official_dev_set_byte_for_byte():
+    with lzma.open(default_dataset_path(), "rb") as handle:
+        assert hashlib.md5(handle.read()).hexdigest() == OFFICIAL_DEV_MD5
     examples, source = load_examples()
-    assert len(examples) == 10565 and "packaged" in source and default_dataset_path().name in source
+    assert len(examples) == OFFICIAL_DEV_QUESTIONS == 10570
+    assert "packaged" in source and default_dataset_path().name in source
     assert len({e.title for e in examples}) == 48 and all(e.answers["text"] for e in examples)
-    exact = shifted = unlocated = 0
     for example in examples:
         for text, start in zip(example.answers["text"], example.answers["answer_start"], strict=True):
-            if start == -1:  # a restored answer text that does not occur verbatim (EM/F1 read texts only)
-                unlocated += 1
-                assert text not in example.context
-            elif example.context[start : start + len(text)] == text:
-                exact += 1
-            else:  # the source's known defect: answer_start one character early (most with a leading space)
-                shifted += 1
-                assert example.context[start + 1 : start + 1 + len(text)] == text
-    assert unlocated < 30 and shifted <= 15 and exact > 30000
+            assert example.context[start : start + len(text)] == text
 
 
-def test_packaged_dev_set_is_disjoint_from_the_training_data():
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "squadshifts"
-    if not shared.is_dir():
-        pytest.skip(f"the SQuADShifts training files are not at {shared}")
-    dev_ids = {example.id for example in load_examples()[0]}
-    dev_contexts = {example.context for example in load_examples()[0]}
-    for path in sorted(shared.glob("*.json.xz")):
-        train = load_squad_file(path)
-        assert not dev_ids & {example.id for example in train}, path.name
-        assert not dev_contexts & {example.context for example in train}, path.name
+def _training_files() -> list[Path]:
+    files = sorted((SHARED_DATA / "squadshifts").glob("*.json.xz")) + sorted((SHARED_DATA / "squad").glob("train*"))
+    if len(files) < 5:
+        pytest.skip(f"the training files (SQuADShifts and SQuAD v1.1 train) are not all in {SHARED_DATA}")
+    return files
+
+
+@pytest.mark.parametrize("training_file", range(5), ids=["squadshifts-0", "squadshifts-1", "squadshifts-2",
+                                                         "squadshifts-3", "squad-train"])
+def test_packaged_dev_set_shares_no_article_with_the_training_data(training_file):
+    dev = load_examples()[0]
+    path = _training_files()[training_file]
+    train = load_squad_file(path)
+    assert not {example.id for example in dev} & {example.id for example in train}, path.name
+    assert not {example.context for example in dev} & {example.context for example in train}, path.name
+    if path.parent.name == "squad":  # Wikipedia articles on both sides: no title shared either
+        assert not {example.title for example in dev} & {example.title for example in train}, path.name
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from cpu_inference_helpers import shipped_checkpoint
 from cpu_inference_helpers.models import load_qa_model_and_tokenizer
@@ -148,3 +149,37 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert all(torch.equal(a[name], b[name]) for name in a)
     with pytest.raises(ValueError, match="other settings"):
         train(TrainConfig(**{**config("resumed").__dict__, "learning_rate": 1.0}), resume=True)
+
+
+def test_training_can_start_from_a_fine_tuned_folder_and_keeps_snapshots(tmp_path):
+    from cpu_inference_helpers.qa.train import snapshot_path, starting_model
+
+    source = tmp_path / "train.json"
+    examples = load_squad_file(subset_dataset_path())[:4]
+    source.write_text(json.dumps([
+        {"id": e.id, "question": e.question, "context": e.context, "answers": e.answers} for e in examples
+    ]))
+    config = TrainConfig(train_files=[str(source)], output_dir=str(tmp_path / "out"), max_steps=2, batch_size=2,
+                         max_seq_length=96, doc_stride=32, precision="fp32", init_from=str(shipped_checkpoint_dir()),
+                         snapshot_every=1, learning_rate=0.0, warmup_ratio=0.0)
+    started = starting_model(config).state_dict()
+    shipped = load_shipped_model().state_dict()
+    assert all(torch.equal(started[name], shipped[name]) for name in shipped)  # not the base's random QA head
+    train(config)
+    first = load_file(str(snapshot_path(tmp_path / "out", 1)))
+    assert snapshot_path(tmp_path / "out", 2).is_file()
+    # learning rate 0: the snapshot after a step is the starting checkpoint, fp16-rounded as shipped
+    assert all(torch.equal(first[name], tensor.to(torch.float16)) for name, tensor in shipped.items() if name in first)
+
+
+def test_training_refuses_a_damaged_starting_folder_before_any_work(tmp_path, capsys):
+    from cpu_inference_helpers.qa.train import main as train_main
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(shipped_checkpoint_dir(), damaged)
+    with (damaged / "weights.safetensors").open("r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\0\0\0\0")
+    status = train_main(["--train_files", str(subset_dataset_path()), "--output_dir", str(tmp_path / "out"),
+                         "--init_from", str(damaged)])
+    assert status == 2 and not (tmp_path / "out" / "checkpoint.pt").exists()

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 OFFICIAL_DEV_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json"
 OFFICIAL_DEV_QUESTIONS = 10570
+#: md5 of the official dev-v1.1.json (uncompressed): the packaged default decompresses to exactly that file.
+OFFICIAL_DEV_MD5 = "3e85deb501d4e538b6bc56f786231552"
 DEFAULT_DEV = "squad_v1.1_dev.json.xz"
 DEV_SUBSET = "squad_v1.1_dev_subset.json"
 
@@ -51,12 +53,12 @@ class SquadExample:
 
 
 def default_dataset_path() -> Path:
-    """The packaged SQuAD v1.1 dev set (10,565 questions, CC BY-SA 4.0): the offline default."""
+    """The packaged official SQuAD v1.1 dev set (10,570 questions, CC BY-SA 4.0): the offline default."""
     return Path(str(resources.files("cpu_inference_helpers") / "data" / DEFAULT_DEV))
 
 
 def subset_dataset_path() -> Path:
-    """The packaged 303-question SQuAD v1.1 dev subset (paragraphs round-robin over 43 articles), for quick runs."""
+    """The packaged 304-question SQuAD v1.1 dev subset (paragraphs round-robin over 43 articles), for quick runs."""
     return Path(str(resources.files("cpu_inference_helpers") / "data" / DEV_SUBSET))
 
 

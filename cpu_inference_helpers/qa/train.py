@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -36,9 +37,11 @@ from ..shipped_checkpoint import (
     FROZEN_PARAMETERS,
     MANIFEST_FILE,
     SHIPPED_MODEL_NAME,
+    CheckpointIntegrityError,
     build_from_base,
     export_shipped_weights,
     load_shipped_model,
+    verified_checkpoint_weights,
 )
 from .data import load_squad_file, subset_dataset_path
 from .features import prepare_validation_features
@@ -71,6 +74,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     max_examples: int | None = None
     history_every: int = 50
+    init_from: str | None = None
+    snapshot_every: int | None = None
 
 
 def resolve_training_precision(requested: str) -> torch.dtype | None:
@@ -131,6 +136,32 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in model.state_dict().items() if name not in FROZEN_PARAMETERS}
 
 
+def starting_model(config: TrainConfig) -> torch.nn.Module:
+    """The model fine-tuning starts from: the base encoder with a seeded QA head, or `init_from`'s weights."""
+    if not config.init_from:
+        return build_from_base("sdpa", seed=config.seed)
+    model = load_shipped_model("sdpa", folder=Path(config.init_from))  # hash-checked against its manifest
+    logger.info("starting from the fine-tuned weights in %s", config.init_from)
+    return model
+
+
+def snapshot_path(output_dir: Path, step: int) -> Path:
+    """Where `--snapshot_every` keeps the trainable weights after `step` steps (fp16 safetensors)."""
+    return output_dir / "snapshots" / f"step-{step:06d}.safetensors"
+
+
+def save_snapshot(model: torch.nn.Module, output_dir: Path, step: int) -> Path:
+    """Write the trainable weights as fp16 (the shipped format's tensors), for the training curve."""
+    path = snapshot_path(output_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in _trainable_state(model).items()
+             if tensor.is_floating_point()}
+    temporary = path.with_suffix(".part")
+    save_file(state, str(temporary), metadata={"format": "pt", "step": str(step)})
+    temporary.replace(path)
+    return path
+
+
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or resume) fine-tuning; returns the summary that also goes into the manifest."""
     output_dir = Path(config.output_dir)
@@ -142,6 +173,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             f"training files not found: {missing or 'none given'}. The SQuADShifts sets live in "
             f"{DEFAULT_TRAIN_GLOB} next to a checkout of this project."
         )
+    if config.init_from:  # a damaged starting folder is refused before the data is tokenized
+        verified_checkpoint_weights(Path(config.init_from))
     torch.manual_seed(config.seed)
     tokenizer = load_offline_tokenizer()
     examples = [example for path in files for example in load_squad_file(path)]
@@ -163,7 +196,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         total_steps / batches_per_epoch, autocast_dtype or "off (fp32)",
     )
 
-    model = build_from_base("sdpa", seed=config.seed)
+    model = starting_model(config)
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name not in FROZEN_PARAMETERS
     optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
@@ -215,6 +248,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if step % config.history_every == 0 or step == total_steps:
             history.append({"step": step, "loss": round(value, 4), "smoothed_loss": round(smoothed_loss, 4),
                             "lr": scheduler.get_last_lr()[0], "seconds": round(seconds_before + elapsed, 1)})
+        if config.snapshot_every and step % config.snapshot_every == 0:
+            save_snapshot(model, output_dir, step)
         if time.perf_counter() - last_checkpoint > 60 * config.checkpoint_minutes:
             save_checkpoint()
             last_checkpoint = time.perf_counter()
@@ -299,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_examples", type=int, help="use only the first N questions (smoke tests)")
     parser.add_argument("--history_every", type=int, default=defaults.history_every,
                         help="record the loss every N steps in the manifest")
+    parser.add_argument("--init_from", help="start from the weights of a shipped-format folder (weights.safetensors "
+                        "+ manifest.json, hash-checked) instead of the base encoder with a random QA head")
+    parser.add_argument("--snapshot_every", type=int,
+                        help="also keep the trainable weights every N steps under output_dir/snapshots/ (fp16)")
     parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
     parser.add_argument("--export_checkpoint", action="store_true",
                         help="do not train: export output_dir/checkpoint.pt as it stands (e.g. a stopped run)")
@@ -315,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = export_saved_checkpoint(Path(args.output_dir))
         else:
             summary = train(TrainConfig(**options), resume=args.resume)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, CheckpointIntegrityError) as error:
         logger.error("%s", error)
         return 2
     print(json.dumps(summary["training"], indent=2))
