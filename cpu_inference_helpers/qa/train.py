@@ -44,9 +44,7 @@ from ..shipped_checkpoint import (
     verified_checkpoint_weights,
 )
 from .data import load_squad_file, subset_dataset_path
-from .features import prepare_validation_features
-from .metrics import squad_metrics
-from .postprocess import postprocess_predictions
+from .scoring import score_model
 from .train_features import collate_windows, length_grouped_batches, prepare_train_windows
 
 logger = logging.getLogger(__name__)
@@ -99,16 +97,8 @@ def record_reference_scores(folder: Path) -> dict[str, float]:
     The EM/F1 go into the manifest as `subset40_exact_match` / `subset40_f1`: the values a
     fresh clone must reproduce (within a margin for other CPUs' rounding).
     """
-    model, tokenizer = load_shipped_model(folder=folder), load_offline_tokenizer()
     examples = load_squad_file(subset_dataset_path())[:REFERENCE_QUESTIONS]
-    features = prepare_validation_features(examples, tokenizer, 384, 128)
-    with torch.inference_mode():
-        outputs = model(**features.inputs)
-    answers = postprocess_predictions(
-        examples, features.example_ids, features.offset_mappings,
-        outputs.start_logits.numpy(), outputs.end_logits.numpy(),
-    )
-    metrics = squad_metrics(examples, answers)
+    metrics = score_model(load_shipped_model(folder=folder), load_offline_tokenizer(), examples)
     manifest_path = folder / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["subset40_exact_match"] = round(metrics["exact_match"], 2)

@@ -1,0 +1,130 @@
+"""The training curve: EM/F1 on a fixed slice of the dev set for each snapshot a training run kept.
+
+    python -m cpu_inference_helpers.qa.training_curve --output_dir results/train-squad \\
+        --start cpu_inference_helpers/data/minilm-squadshifts --questions 1000
+
+Reads `output_dir/snapshots/step-*.safetensors` (written by `qa.train --snapshot_every N`),
+scores each on the first `--questions` questions of the packaged official SQuAD v1.1 dev set
+(fp32, eager), and writes `output_dir/curve.json` and `output_dir/curve.png`. Snapshots already
+in curve.json with the same slice are not scored again, so it can follow a run in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from ..cli_logging import configure_cli_logging  # noqa: E402
+from ..models import load_offline_tokenizer  # noqa: E402
+from ..shipped_checkpoint import build_from_base, load_shipped_model  # noqa: E402
+from .data import default_dataset_path, load_squad_file  # noqa: E402
+from .scoring import score_model  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_NAME = re.compile(r"step-(\d+)\.safetensors$")
+
+
+def snapshot_steps(output_dir: Path) -> dict[int, Path]:
+    """The snapshots a run kept, by step."""
+    found = {}
+    for path in sorted((output_dir / "snapshots").glob("step-*.safetensors")):
+        match = SNAPSHOT_NAME.search(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return found
+
+
+def load_snapshot(path: Path):
+    """A QA model holding a snapshot's weights (fp16 as saved, evaluated in fp32) over the base encoder."""
+    model = build_from_base("sdpa")
+    weights = load_file(str(path))
+    expected = {name for name, tensor in model.state_dict().items() if tensor.is_floating_point()}
+    if not set(weights) <= expected or not any(name.startswith("qa_outputs.") for name in weights):
+        raise ValueError(f"{path} does not hold the weights of this QA model")
+    model.load_state_dict({name: tensor.float() for name, tensor in weights.items()}, strict=False)
+    return model.eval()
+
+
+def measure_curve(output_dir: Path, questions: int = 1000, start: Path | None = None) -> list[dict[str, Any]]:
+    """Score every snapshot (and `start` as step 0) on the first `questions` dev questions; returns the curve."""
+    curve_path = output_dir / "curve.json"
+    examples = load_squad_file(default_dataset_path())[:questions]
+    known = {}
+    if curve_path.is_file():
+        saved = json.loads(curve_path.read_text(encoding="utf-8"))
+        if saved.get("questions") == len(examples):
+            known = {point["step"]: point for point in saved["points"]}
+    candidates = {step: path for step, path in snapshot_steps(output_dir).items()}
+    if start is not None:
+        candidates[0] = start
+    if not candidates:
+        raise FileNotFoundError(f"no snapshots in {output_dir / 'snapshots'}: train with --snapshot_every N")
+    tokenizer = load_offline_tokenizer()
+    points = []
+    for step, path in sorted(candidates.items()):
+        if step not in known:
+            model = load_shipped_model(folder=path) if path.is_dir() else load_snapshot(path)
+            metrics = score_model(model, tokenizer, examples, progress=True)
+            known[step] = {"step": step, "exact_match": round(metrics["exact_match"], 2),
+                           "f1": round(metrics["f1"], 2)}
+            logger.info("step %d: EM %.2f F1 %.2f", step, metrics["exact_match"], metrics["f1"])
+        points.append(known[step])
+    payload = {"dev_file": default_dataset_path().name, "questions": len(examples), "points": points}
+    curve_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return points
+
+
+def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: str = "") -> Path:
+    """Write the F1/EM-against-steps plot."""
+    figure, axes = plt.subplots(figsize=(6.5, 3.8))
+    steps = [point["step"] for point in points]
+    axes.plot(steps, [point["f1"] for point in points], marker="o", label="F1")
+    axes.plot(steps, [point["exact_match"] for point in points], marker="s", label="EM")
+    axes.set_xlabel("training step")
+    axes.set_ylabel(f"score on the first {questions} dev questions")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if title:
+        axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m cpu_inference_helpers.qa.training_curve`."""
+    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.qa.training_curve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", required=True, help="the training run's output folder")
+    parser.add_argument("--questions", type=int, default=1000, help="the first N dev questions (default: 1000)")
+    parser.add_argument("--start", help="the shipped-format folder the run started from, scored as step 0")
+    parser.add_argument("--title", default="", help="plot title")
+    args = parser.parse_args(argv)
+    configure_cli_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    output_dir = Path(args.output_dir)
+    try:
+        points = measure_curve(output_dir, args.questions, Path(args.start) if args.start else None)
+    except (FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+    plot_curve(points, args.questions, output_dir / "curve.png", args.title)
+    for point in points:
+        print(f"step {point['step']:>6}  EM {point['exact_match']:6.2f}  F1 {point['f1']:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
