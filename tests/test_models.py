@@ -48,7 +48,7 @@ def test_local_folder_loads_through_from_pretrained(tmp_path, tiny_model, tokeni
 
 
 def test_missing_model_gives_an_actionable_error(tmp_path):
-    with pytest.raises(OSError, match="minilm-squadshifts"):
+    with pytest.raises(OSError, match="minilm-squad"):
         load_qa_model_and_tokenizer(str(tmp_path / "no-such-model"))
 
 
@@ -65,3 +65,8 @@ def test_the_random_weights_warning_comes_once_per_process(monkeypatch, caplog):
         for _ in range(3):
             assert load_qa_model_and_tokenizer("random-bert-tiny").random_weights
     assert caplog.text.count("has random weights") == 1
+
+
+def test_the_retired_checkpoint_name_says_what_replaced_it():
+    with pytest.raises(OSError, match="replaced .* by minilm-squad"):
+        load_qa_model_and_tokenizer("minilm-squadshifts")

