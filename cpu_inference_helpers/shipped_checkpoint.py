@@ -113,21 +113,26 @@ def build_from_base(attn_implementation: str = "sdpa", seed: int = 0) -> BertFor
     return model
 
 
+def save_trained_weights(model: BertForQuestionAnswering, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write the weights training changes (all but the frozen ones) as fp16 safetensors, atomically."""
+    state = {
+        name: tensor.detach().to(torch.float16).contiguous()
+        for name, tensor in model.state_dict().items()
+        if name not in FROZEN_PARAMETERS and tensor.is_floating_point()
+    }
+    temporary = path.with_suffix(".part")
+    save_file(state, str(temporary), metadata={"format": "pt", **(metadata or {})})
+    temporary.replace(path)
+    return path
+
+
 def export_shipped_weights(model: BertForQuestionAnswering, folder: Path, metadata: dict[str, Any]) -> Path:
     """Write the trained (non-frozen) weights as fp16 safetensors plus a manifest with hashes.
 
     `metadata` (hyper-parameters, data, cost) goes into the manifest unchanged.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        name: tensor.detach().to(torch.float16).contiguous()
-        for name, tensor in model.state_dict().items()
-        if name not in FROZEN_PARAMETERS and tensor.is_floating_point()
-    }
-    weights_path = folder / WEIGHTS_FILE
-    temporary = weights_path.with_suffix(".part")
-    save_file(state, str(temporary), metadata={"format": "pt"})
-    temporary.replace(weights_path)
+    weights_path = save_trained_weights(model, folder / WEIGHTS_FILE)
     manifest = {
         "name": SHIPPED_MODEL_NAME,
         "base": BASE_DISTRIBUTION,

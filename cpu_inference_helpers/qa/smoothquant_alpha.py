@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..attention import with_attention_implementation
@@ -28,20 +27,9 @@ from ..quantization import SMOOTH_QUANT_ALPHA, quantize_with_ipex
 from .calibration import DEFAULT_CALIBRATION_WINDOWS, calibration_batches, load_calibration_examples
 from .features import prepare_validation_features
 from .metrics import squad_metrics
-from .postprocess import postprocess_predictions
+from .scoring import predict_answers
 
 logger = logging.getLogger(__name__)
-
-
-def _answers(model: Any, features: Any, examples: Sequence, batch_size: int = 16) -> dict[str, str]:
-    starts, ends = [], []
-    with torch.inference_mode():
-        for batch in features.batches(batch_size):
-            outputs = model(**batch)
-            starts.append(outputs["start_logits"].float().numpy())
-            ends.append(outputs["end_logits"].float().numpy())
-    return postprocess_predictions(examples, features.example_ids, features.offset_mappings,
-                                   np.concatenate(starts), np.concatenate(ends))
 
 
 def sweep_alpha(
@@ -65,11 +53,11 @@ def sweep_alpha(
     if not held_out:
         raise ValueError("every calibration question was used to calibrate: lower --calibration_windows")
     held_features = prepare_validation_features(held_out, loaded.tokenizer, max_seq_length, doc_stride)
-    reference = _answers(model, held_features, held_out)
+    reference = predict_answers(model, held_features, held_out, batch_size=16)
     rows = [{"alpha": "fp32", "same_answers": 1.0, **squad_metrics(held_out, reference)}]
     for alpha in tqdm(alphas, desc="alphas"):
         quantized = quantize_with_ipex(model, batches[0], batches, alpha=alpha)
-        answers = _answers(quantized, held_features, held_out)
+        answers = predict_answers(quantized, held_features, held_out, batch_size=16)
         same = float(np.mean([answers[key] == reference[key] for key in reference]))
         rows.append({"alpha": alpha, "same_answers": same, **squad_metrics(held_out, answers)})
         logger.info("alpha %.2f: %.1f%% of fp32 answers kept", alpha, 100 * same)

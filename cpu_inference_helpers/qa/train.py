@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -45,6 +44,7 @@ from ..shipped_checkpoint import (
     build_from_base,
     export_shipped_weights,
     load_shipped_model,
+    save_trained_weights,
     verified_checkpoint_weights,
 )
 from .data import load_squad_file, subset_dataset_path
@@ -149,12 +149,7 @@ def save_snapshot(model: torch.nn.Module, output_dir: Path, step: int) -> Path:
     """Write the trainable weights as fp16 (the shipped format's tensors), for the training curve."""
     path = snapshot_path(output_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in _trainable_state(model).items()
-             if tensor.is_floating_point()}
-    temporary = path.with_suffix(".part")
-    save_file(state, str(temporary), metadata={"format": "pt", "step": str(step)})
-    temporary.replace(path)
-    return path
+    return save_trained_weights(model, path, {"step": str(step)})
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
