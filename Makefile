@@ -12,7 +12,7 @@ STACK ?= legacy
 ifeq ($(STACK),legacy)
 VENV := .venv
 REQUIREMENTS := pyproject.toml
-INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,peers]'
+INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,notebooks,plots,hf,peers]'
 # The legacy stack is where the stored notebook outputs come from: compare them strictly.
 NBVAL := --nbval
 else ifeq ($(STACK),modern)
@@ -73,12 +73,12 @@ bench: $(STAMP)
 # 2,400 steps (43% of an epoch) of SQuAD v1.1 train from there. To ship the result:
 # cp $(TRAIN_OUTPUT)/stage2-squad/minilm-squad/* cpu_inference_helpers/data/minilm-squad/
 train: $(STAMP)
-	$(PY) -m cpu_inference_helpers.qa.train --train_files $(SHARED_DATA)/squadshifts/*.json.xz \
+	$(PY) -m cpu_inference_helpers.training.train --train_files $(SHARED_DATA)/squadshifts/*.json.xz \
 		--output_dir $(TRAIN_OUTPUT)/stage1-squadshifts --epochs 1 --resume
-	$(PY) -m cpu_inference_helpers.qa.train --train_files $(SHARED_DATA)/squad/train-v1.1.json.xz \
+	$(PY) -m cpu_inference_helpers.training.train --train_files $(SHARED_DATA)/squad/train-v1.1.json.xz \
 		--init_from $(TRAIN_OUTPUT)/stage1-squadshifts/minilm-squad --output_dir $(TRAIN_OUTPUT)/stage2-squad \
 		--max_steps 2400 --snapshot_every 300 --resume
-	$(PY) -m cpu_inference_helpers.qa.training_curve --output_dir $(TRAIN_OUTPUT)/stage2-squad \
+	$(PY) -m cpu_inference_helpers.training.curve --output_dir $(TRAIN_OUTPUT)/stage2-squad \
 		--start $(TRAIN_OUTPUT)/stage1-squadshifts/minilm-squad
 
 clean:

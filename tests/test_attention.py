@@ -2,10 +2,10 @@
 
 import torch
 
-from cpu_inference_helpers.attention import attention_implementation, with_attention_implementation
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import prepare_for_inference
-from cpu_inference_helpers.parity import max_abs_difference
+from cpu_inference_helpers.techniques.attention import attention_implementation, with_attention_implementation
+from cpu_inference_helpers.techniques.parity import max_abs_difference
 
 
 def test_switching_to_eager_attention_keeps_outputs_and_shares_weights(example_batch):

@@ -6,10 +6,11 @@ import pytest
 import torch
 from conftest import cpuinfo_capabilities, requires_ipex
 
-from cpu_inference_helpers import ipex_support
-from cpu_inference_helpers.capabilities import cached_capabilities
-from cpu_inference_helpers.optimize import auto_plan, inductor_compiler_available, prepare_for_inference
-from cpu_inference_helpers.parity import max_abs_difference
+from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.record import Step
+from cpu_inference_helpers.registry import auto_plan, inductor_compiler_available
+from cpu_inference_helpers.techniques import ipex_support
+from cpu_inference_helpers.techniques.parity import max_abs_difference
 
 
 @pytest.fixture
@@ -33,7 +34,8 @@ def test_auto_picks_ipex_jit_where_ipex_works(precision, tiny_model, example_bat
     ready = prepare_for_inference(tiny_model, example_batch, mode="auto", precision=precision,
                                   capabilities=cpuinfo_capabilities("amd_zen4"))
     assert ready.record.requested_mode == "auto" and ready.record.mode == "ipex+jit"
-    assert ready.record.choices[0].startswith("auto chose ipex+jit: IPEX is usable")
+    assert ready.record.choices[0].step == "auto"
+    assert ready.record.choices[0].reason.startswith("chose ipex+jit: IPEX is usable")
     # In bf16 IPEX fuses eager attention into one kernel, which beats SDPA; in fp32 SDPA stays.
     assert ("eager attention" in ready.record.applied) == (precision == "bf16")
     assert not ready.record.fell_back
@@ -44,18 +46,17 @@ def test_auto_picks_ipex_jit_where_ipex_works(precision, tiny_model, example_bat
 
 @pytest.mark.skipif(not inductor_compiler_available(), reason="no C++ compiler for torch.compile here")
 def test_auto_picks_torch_compile_without_ipex(ipex_disabled, tiny_model, example_batch):
-    ready = prepare_for_inference(tiny_model, example_batch, mode="auto")
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto", dynamic_shapes=False)
     assert ready.record.mode == "compile", ready.record.summary()
-    assert "IPEX is not usable" in ready.record.choices[0]
+    assert ready.record.choices[0].step == "auto" and "IPEX is not usable" in ready.record.choices[0].reason
     with torch.no_grad():
         assert max_abs_difference(tiny_model(**example_batch), ready(**example_batch)) < 1e-4
 
 
 def test_auto_uses_jit_without_ipex_or_compiler(ipex_disabled, no_cpp_compiler, tiny_model, example_batch):
-    assert [mode for mode, _ in auto_plan(cached_capabilities())] == ["jit", "eager"]
+    assert [mode for mode, _ in auto_plan()] == ["jit", "eager"]
     ready = prepare_for_inference(tiny_model, example_batch, mode="auto")
-    assert ready.record.mode == "jit" and ready.record.choices == ["auto chose jit: " + auto_plan(
-        cached_capabilities())[0][1]]
+    assert ready.record.mode == "jit" and ready.record.choices == [Step("auto", "chose jit: " + auto_plan()[0][1])]
 
 
 def test_auto_moves_on_when_its_first_choice_falls_back(ipex_disabled, no_cpp_compiler, example_batch, caplog):
@@ -66,8 +67,9 @@ def test_auto_moves_on_when_its_first_choice_falls_back(ipex_disabled, no_cpp_co
     with caplog.at_level(logging.INFO, logger="cpu_inference_helpers"):
         ready = prepare_for_inference(Untraceable(), example_batch, mode="auto")
     assert ready.record.mode == "eager"
-    assert ready.record.fallbacks[0].startswith("auto tried jit first, which fell back: jit:")
-    assert "auto chose eager" in caplog.text
+    assert ready.record.fallbacks[0].step == "auto"
+    assert ready.record.fallbacks[0].reason.startswith("tried jit first, which fell back: jit:")
+    assert "choice: auto: chose eager" in caplog.text
     assert ready(**example_batch) == {"length": 32}
 
 
@@ -76,4 +78,6 @@ def test_auto_precision_takes_bf16_only_with_native_support(machine, expected, t
     ready = prepare_for_inference(tiny_model, example_batch, mode="eager", precision="auto",
                                   capabilities=cpuinfo_capabilities(machine))
     assert ready.record.precision == expected and not ready.record.fell_back
-    assert ready.record.choices[0].startswith(f"precision auto: {expected}")
+    assert ready.record.choices[0].step == "precision"
+    assert ready.record.choices[0].reason.startswith(f"precision auto: {expected}")
+    assert ready.record.requested_precision == "auto" and ready.precision == expected

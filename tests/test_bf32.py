@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import cpuinfo_capabilities, requires_amx, requires_ipex
 
-from cpu_inference_helpers.dtypes import as_dtype, precision_name
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import prepare_for_inference
-from cpu_inference_helpers.parity import max_abs_difference
-from cpu_inference_helpers.precision import fp32_matmul_in_bf16, inference_context
+from cpu_inference_helpers.techniques.dtypes import as_dtype, precision_name
+from cpu_inference_helpers.techniques.parity import max_abs_difference
+from cpu_inference_helpers.techniques.precision import fp32_matmul_in_bf16, inference_context
 
 
 def _native_fp32_precision() -> str:
@@ -51,7 +51,8 @@ def test_bf32_without_amx_runs_fp32_and_says_why(example_batch, caplog):
         ready = prepare_for_inference(model, example_batch, mode="eager", precision="bf32",
                                       capabilities=cpuinfo_capabilities("amd_zen4"))
     assert ready.record.requested_precision == "bf32" and ready.record.precision == "fp32"
-    assert "no AMX" in caplog.text and "no AMX" in ready.record.fallbacks[0]
+    assert ready.record.fallbacks[0].step == "precision"
+    assert "no AMX" in caplog.text and "no AMX" in ready.record.fallbacks[0].reason
     with torch.no_grad():
         assert max_abs_difference(model(**example_batch), ready(**example_batch)) == 0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from conftest import cpuinfo_capabilities, requires_amx
 
-from cpu_inference_helpers.capabilities import cached_capabilities, isa_from_flags, parse_cpuinfo
+from cpu_inference_helpers.techniques.capabilities import cached_capabilities, isa_from_flags, parse_cpuinfo
 
 
 def test_parse_cpuinfo_reads_vendor_model_and_flags():
@@ -42,7 +42,7 @@ def test_arm_bf16_feature_counts_as_native_bf16():
 
 
 def test_missing_cpuinfo_is_reported_not_guessed():
-    from cpu_inference_helpers.capabilities import detect_capabilities
+    from cpu_inference_helpers.techniques.capabilities import detect_capabilities
 
     caps = detect_capabilities("")
     assert not any(caps.isa.values())

@@ -18,7 +18,7 @@ def _name_and_spec(requirement: str) -> tuple[str, str]:
 def _pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    requirements = project["dependencies"] + extras["dev"] + extras["peers"]
+    requirements = project["dependencies"] + [r for extra in extras.values() for r in extra]
     return dict(_name_and_spec(r) for r in requirements)
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 from conftest import requires_ipex
 
-from cpu_inference_helpers.graph_inspection import describe_fusions, executed_graph, fused_ops, op_counts
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.techniques.graph_inspection import describe_fusions, executed_graph, fused_ops, op_counts
 
 
 def test_op_counts_sees_nested_blocks():
@@ -39,8 +39,9 @@ def test_eager_models_are_refused(tiny_model, example_batch):
 def test_ipex_jit_with_onednn_fuses_linear_gelu_linear_add_and_attention(example_batch, precision):
     """oneDNN kernels (auto_kernel_selection=True) fuse on every x86 CPU, whatever its vendor."""
     model = build_random_qa_model("random-bert-tiny", attn_implementation="eager")
-    ready = prepare_for_inference(model, example_batch, mode="ipex+jit", precision=precision,
-                                  allow_emulated_bf16=True, auto_kernel_selection=True)
+    # fp32: oneDNN pinned; bf16 Linear layers run on oneDNN whatever the setting (and refuse it)
+    options = {"auto_kernel_selection": True} if precision == "fp32" else {"allow_emulated_bf16": True}
+    ready = prepare_for_inference(model, example_batch, mode="ipex+jit", precision=precision, **options)
     fused = fused_ops(executed_graph(ready, example_batch))
     for kind in ("ipex_prepack::linear_gelu_run", "ipex_prepack::linear_add_run", "ipex::mha_scores_calc"):
         assert fused.get(kind, 0) >= 2, (kind, fused)  # once per layer of the 2-layer model

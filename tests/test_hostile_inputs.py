@@ -12,8 +12,8 @@ import pytest
 from transformers import BertConfig, BertModel
 
 from cpu_inference_helpers import run_qa
+from cpu_inference_helpers.infra.output_files import prepare_output_dir
 from cpu_inference_helpers.models import load_offline_tokenizer, load_qa_model_and_tokenizer
-from cpu_inference_helpers.output_files import prepare_output_dir
 from cpu_inference_helpers.qa import evaluation
 from cpu_inference_helpers.qa.data import parse_squad
 from cpu_inference_helpers.qa.features import prepare_validation_features

@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import requires_ipex
 
-from cpu_inference_helpers import ipex_support
-from cpu_inference_helpers.ipex_support import (
+from cpu_inference_helpers.techniques import ipex_support
+from cpu_inference_helpers.techniques.ipex_support import (
     DISABLE_ENV_VAR,
+    IMPORT_CHATTY_LOGGER,
     IPEX_MODULE,
     check_version_compatibility,
     optimize_with_ipex,
@@ -79,7 +80,7 @@ def test_optimize_falls_back_with_one_log_line(monkeypatch, fresh_ipex_probe, ti
     probe_ipex(refresh=True)
     with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers"):
         result = optimize_with_ipex(tiny_model)
-    assert not result.applied and result.model is tiny_model
+    assert result.mode == "eager" and result.fallbacks[0].step == "ipex" and result.model is tiny_model
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("cpu_inference_helpers")]
     assert len(messages) == 1 and DISABLE_ENV_VAR in messages[0]
 
@@ -88,7 +89,7 @@ def test_optimize_falls_back_with_one_log_line(monkeypatch, fresh_ipex_probe, ti
 @pytest.mark.parametrize("auto_kernel_selection", [False, True])
 def test_optimize_applies_and_keeps_outputs(tiny_model, example_batch, auto_kernel_selection):
     result = optimize_with_ipex(tiny_model, auto_kernel_selection=auto_kernel_selection)
-    assert result.applied and result.model is not tiny_model
+    assert result.mode == "ipex" and not result.fell_back and result.model is not tiny_model
     with torch.no_grad():
         expected = tiny_model(**example_batch).start_logits
         actual = result.model(**example_batch).start_logits
@@ -130,7 +131,7 @@ def test_ipex_import_chatter_stays_out_of_the_output_but_later_warnings_do_not(
         "log.addHandler(logging.StreamHandler())\n"
         "log.propagate = False\n"
         "log.warning('IPEX start-up notice')\n"
-        "logging.getLogger('fake_torch_logger').warning('No CUDA runtime is found, using CUDA_HOME=/usr/local')\n"
+        f"logging.getLogger('{IMPORT_CHATTY_LOGGER}').warning('No CUDA runtime is found, using CUDA_HOME=/usr/local')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, IPEX_MODULE, None)
@@ -140,10 +141,13 @@ def test_ipex_import_chatter_stays_out_of_the_output_but_later_warnings_do_not(
     native = tmp_path / "fd2.txt"
     python_stderr = io.StringIO()
     saved = os.dup(2)
-    earlier_logger = logging.getLogger("fake_torch_logger")  # like torch's handler, made before IPEX is imported
-    earlier_logger.propagate = False
+    earlier_logger = logging.getLogger(IMPORT_CHATTY_LOGGER)  # like torch's handler, made before IPEX is imported
+    monkeypatch.setattr(earlier_logger, "propagate", False)
+    users_stream = io.StringIO()  # a handler of the user's: IPEX's import must leave it alone
+    users_handler = logging.StreamHandler(users_stream)
+    logging.getLogger("users_app").addHandler(users_handler)
     with native.open("wb") as sink, contextlib.redirect_stderr(python_stderr), \
-            caplog.at_level(logging.DEBUG, logger="cpu_inference_helpers.ipex_support"):
+            caplog.at_level(logging.DEBUG, logger="cpu_inference_helpers.techniques.ipex_support"):
         earlier_handler = logging.StreamHandler()  # bound to the current sys.stderr, as in a Jupyter kernel
         earlier_logger.addHandler(earlier_handler)
         os.dup2(sink.fileno(), 2)
@@ -155,6 +159,8 @@ def test_ipex_import_chatter_stays_out_of_the_output_but_later_warnings_do_not(
             os.dup2(saved, 2)
             os.close(saved)
             earlier_logger.removeHandler(earlier_handler)
+            logging.getLogger("users_app").removeHandler(users_handler)
+    assert users_handler.stream is users_stream and earlier_handler.stream is python_stderr
     printed = native.read_text() + python_stderr.getvalue()
     assert "OperatorEntry" not in printed and "CUDA_HOME" not in printed and "start-up notice" not in printed
     assert "a later IPEX warning" in printed and "a later torch warning" in printed

@@ -4,8 +4,9 @@ import pytest
 import torch
 from conftest import cpuinfo_capabilities, requires_ipex
 
-from cpu_inference_helpers import kernel_choice
-from cpu_inference_helpers.kernel_choice import (
+from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_for_inference
+from cpu_inference_helpers.techniques import kernel_choice
+from cpu_inference_helpers.techniques.kernel_choice import (
     TIE_MARGIN,
     CompileShapeTiming,
     KernelTiming,
@@ -18,7 +19,6 @@ from cpu_inference_helpers.kernel_choice import (
     measure_compile_shapes,
     measure_fp32_kernels,
 )
-from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_for_inference
 
 AMD, INTEL = "amd_zen4", "intel_sapphire_rapids"
 
@@ -73,12 +73,12 @@ def test_ipex_fp32_runs_the_measured_kernel(monkeypatch, tiny_model, example_bat
     ready = prepare_for_inference(tiny_model, example_batch, mode="ipex+jit", capabilities=caps)
     kernels = "oneDNN" if onednn_faster else "default (MKL)"
     assert f"ipex.optimize (fp32 kernels: {kernels})" in ready.record.applied
-    assert any(choice.startswith(f"fp32 kernel: {'oneDNN' if onednn_faster else 'MKL'}, 2.00x")
-               for choice in ready.record.choices)
+    assert any(choice.step == "kernel" and choice.reason.startswith(
+        f"fp32 kernel: {'oneDNN' if onednn_faster else 'MKL'}, 2.00x") for choice in ready.record.choices)
     pinned = prepare_for_inference(tiny_model, example_batch, mode="ipex+jit", auto_kernel_selection=not onednn_faster,
                                    capabilities=caps)
     assert f"ipex.optimize (fp32 kernels: {'default (MKL)' if onednn_faster else 'oneDNN'})" in pinned.record.applied
-    assert not any(choice.startswith("fp32 kernel") for choice in pinned.record.choices)
+    assert not any(choice.step == "kernel" for choice in pinned.record.choices)
 
 
 @requires_ipex
@@ -89,7 +89,7 @@ def test_both_kernels_are_timed_here():
 
 
 def test_nothing_is_measured_without_ipex(monkeypatch, fresh_ipex_probe):
-    from cpu_inference_helpers import ipex_support
+    from cpu_inference_helpers.techniques import ipex_support
 
     monkeypatch.setenv(ipex_support.DISABLE_ENV_VAR, "1")
     assert not ipex_support.probe_ipex(refresh=True).usable
@@ -134,13 +134,13 @@ def test_compile_fp32_runs_the_measured_shapes(monkeypatch, tiny_model, example_
     ready = prepare_for_inference(tiny_model, example_batch, mode="compile")
     assert ready.record.mode == "compile", ready.record.fallbacks
     assert ("dynamic shapes" in " ".join(ready.record.applied)) is dynamic_faster
-    assert any(choice.startswith(f"compile fp32: {'dynamic' if dynamic_faster else 'static'} shapes, 2.00x")
-               for choice in ready.record.choices)
+    assert any(choice.step == "shapes" and choice.reason.startswith(
+        f"compile fp32: {'dynamic' if dynamic_faster else 'static'} shapes, 2.00x") for choice in ready.record.choices)
     pinned = prepare_for_inference(tiny_model, example_batch, mode="compile", dynamic_shapes=not dynamic_faster)
     assert ("dynamic shapes" in " ".join(pinned.record.applied)) is not dynamic_faster
-    assert not any(choice.startswith("compile fp32") for choice in pinned.record.choices)
+    assert not any(choice.step == "shapes" for choice in pinned.record.choices)
     bf16 = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="bf16", allow_emulated_bf16=True)
-    assert not any(choice.startswith("compile fp32") for choice in bf16.record.choices)
+    assert not any(choice.step == "shapes" for choice in bf16.record.choices)
     assert "dynamic shapes" not in " ".join(bf16.record.applied) and len(measured) == 1
 
 

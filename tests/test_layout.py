@@ -36,3 +36,42 @@ def test_cli_logging_is_configured_only_by_mains():
             if "configure_cli_logging(" in line and not line.lstrip().startswith(("from ", "def ")):
                 enclosing = [ln for ln in text.splitlines()[:line_number] if ln.startswith("def ")][-1]
                 assert enclosing.startswith(("def main(", "def _bench_shape_here(")), (path, line_number)
+
+
+#: What each part of the package may import from the package (its own part always): the folders are layers.
+ALLOWED_IMPORTS = {
+    "infra": set(),
+    "techniques": {"infra", "core"},
+    "core": {"infra", "techniques"},  # modes, record, registry, optimize
+    "models": {"infra", "techniques", "core"},  # models, shipped_checkpoint
+    "qa": {"infra", "techniques", "core", "models"},
+    "training": {"infra", "techniques", "core", "models", "qa"},
+    "bench": {"infra", "techniques", "core", "models", "qa"},
+    "cli": {"infra", "techniques", "core", "models", "qa", "bench", "training"},  # run_qa, __main__, __init__
+}
+ROOT_PARTS = {"modes": "core", "record": "core", "registry": "core", "optimize": "core", "models": "models",
+              "shipped_checkpoint": "models", "run_qa": "cli", "__main__": "cli", "__init__": "cli"}
+
+
+def _part(module: str) -> str:
+    """The layer of a module of the package ("cpu_inference_helpers.qa.data" -> "qa")."""
+    name = module.split(".")[1] if "." in module else "__init__"
+    return ROOT_PARTS.get(name, name)
+
+
+def test_the_folders_are_layers_and_no_module_imports_upwards():
+    import ast
+
+    package = Path(cpu_inference_helpers.__path__[0])
+    modules = [path for path in package.rglob("*.py") if "__pycache__" not in path.parts]
+    assert len([path for path in package.glob("*.py")]) <= len(ROOT_PARTS), "the root is for the front door and CLIs"
+    for path in modules:
+        relative = path.relative_to(package.parent).with_suffix("")
+        own = _part(".".join(relative.parts))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cpu_inference_helpers"):
+                targets = [node.module] if node.module != "cpu_inference_helpers" else [
+                    f"cpu_inference_helpers.{alias.name}" for alias in node.names]
+                for target in targets:
+                    part = _part(target)
+                    assert part == own or part in ALLOWED_IMPORTS[own], f"{relative} ({own}) imports {target} ({part})"

@@ -6,14 +6,14 @@ import sys
 
 import torch
 
-from cpu_inference_helpers.log_levels import quiet_profile
+from cpu_inference_helpers.infra.log_levels import quiet_profile
 
 #: Kineto's C++ log lines: "ERROR:2026-11-26 10:19:36 ... DeviceProperties.cpp:47] ...", "USDT:... profiler_start".
 CPP_LOG_LINE = re.compile(r"^[A-Z]+:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+:\d+ \w+\.cpp:\d+\]", re.MULTILINE)
 
 PROFILE_ONCE = """
 import sys, torch
-from cpu_inference_helpers.compiling import linear_kernels
+from cpu_inference_helpers.techniques.compiling import linear_kernels
 linear = torch.nn.Linear(4, 4)
 print(linear_kernels(lambda x: linear(x), {"x": torch.randn(2, 4)}))
 print("python stderr still works", file=sys.stderr)
@@ -36,7 +36,7 @@ def test_quiet_profile_still_profiles():
 
 def test_a_process_without_stderr_descriptor_is_left_alone(monkeypatch):
     """pythonw and some services have no descriptor 2: silencing it must not fail there."""
-    from cpu_inference_helpers import log_levels
+    from cpu_inference_helpers.infra import log_levels
 
     def no_descriptor(fd):
         raise OSError(9, "Bad file descriptor")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cpu_inference_helpers.memory import release_freed_memory
+from cpu_inference_helpers.infra.memory import release_freed_memory
 
 glibc_linux = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                                  reason="malloc_trim is glibc's")
@@ -28,14 +28,15 @@ def test_freed_heap_memory_is_returned():
     before_free = _rss_mib()
     del chunks
     held = _rss_mib()
-    assert held > before_free - 50, "glibc returned the memory by itself: this test shows nothing here"
+    if held <= before_free - 50:
+        pytest.skip("glibc returned the memory by itself here: nothing for release_freed_memory to show")
     assert release_freed_memory()
     assert _rss_mib() < held - 150
     assert survivor.sum().item() == 25_000
 
 
 def test_without_malloc_trim_nothing_happens(monkeypatch):
-    from cpu_inference_helpers import memory
+    from cpu_inference_helpers.infra import memory
 
     monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
     assert release_freed_memory() is False
@@ -48,5 +49,6 @@ def test_preparing_a_model_returns_its_freed_memory(monkeypatch, tiny_model, exa
 
     calls = []
     monkeypatch.setattr(optimize, "release_freed_memory", lambda: calls.append(mode))
-    optimize.prepare_for_inference(tiny_model, example_batch, mode=mode)
+    optimize.prepare_for_inference(tiny_model, example_batch, mode=mode,
+                                   **({"dynamic_shapes": False} if mode == "auto" else {}))
     assert calls == [mode]

@@ -11,15 +11,15 @@ import torch
 from conftest import requires_ipex
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
-from cpu_inference_helpers import ipex_support
-from cpu_inference_helpers.dtypes import as_dtype, precision_name
-from cpu_inference_helpers.graph_inspection import executed_graph, op_counts
 from cpu_inference_helpers.models import load_qa_model_and_tokenizer
 from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_for_inference
 from cpu_inference_helpers.qa.calibration import calibration_batches, load_calibration_examples, require_disjoint
 from cpu_inference_helpers.qa.data import load_examples
 from cpu_inference_helpers.qa.features import prepare_validation_features
 from cpu_inference_helpers.qa.postprocess import postprocess_predictions
+from cpu_inference_helpers.techniques import ipex_support
+from cpu_inference_helpers.techniques.dtypes import as_dtype, precision_name
+from cpu_inference_helpers.techniques.graph_inspection import executed_graph, op_counts
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +62,21 @@ def test_static_int8_without_calibration_falls_back_with_the_reason(tiny_model, 
         ready = prepare_for_inference(tiny_model, example_batch, mode="ipex+jit", precision="int8")
     assert ready.record.mode in ("jit", "eager") and ready.record.precision == "int8"
     expected = "calibration" if ipex_support.probe_ipex().usable else "IPEX is not usable"
-    assert expected in ready.record.fallbacks[0] and expected in caplog.text
+    assert ready.record.fallbacks[0].step == "ipex+jit:int8"
+    assert expected in ready.record.fallbacks[0].reason and expected in caplog.text
 
 
 def test_ipex_without_jit_says_to_use_ipex_jit(tiny_model, example_batch):
     ready = prepare_for_inference(tiny_model, example_batch, mode="ipex", precision="int8")
-    assert ready.record.ran_as == "eager:int8" and "use mode ipex+jit" in ready.record.fallbacks[0]
+    assert ready.record.ran_as == "eager:int8" and ready.record.fallbacks[0].step == "ipex:int8"
+    assert "use mode ipex+jit" in ready.record.fallbacks[0].reason
 
 
 def test_compile_int8_uses_torchao_or_says_why_not(tiny_model, example_batch):
     ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8")
     if importlib.util.find_spec("torchao") is None:
-        assert ready.record.ran_as == "eager:int8" and "torchao is not installed" in ready.record.fallbacks[0]
+        assert ready.record.ran_as == "eager:int8" and ready.record.fallbacks[0].step == "compile:int8"
+        assert "torchao is not installed" in ready.record.fallbacks[0].reason
     elif inductor_compiler_available():
         assert ready.record.ran_as == "compile:int8", ready.record.summary()
         assert "torchao" in " ".join(ready.record.applied)
@@ -96,7 +99,7 @@ def test_calibration_batches_have_the_evaluation_shape(tokenizer):
 
 def test_the_best_int8_path_keeps_most_answers_of_the_real_checkpoint():
     """On 24 dev questions, int8 (auto: IPEX static int8 or torchao + compile; dynamic int8 elsewhere) keeps
-    at least 3 in 4 answers of eager fp32. The full-dev accuracy cost is measured in README."""
+    at least 3 in 4 answers of eager fp32. The full-dev accuracy cost is measured in docs/int8.md."""
     loaded = load_qa_model_and_tokenizer("minilm-squad")
     examples = load_examples()[0][:24]
     features = prepare_validation_features(examples, loaded.tokenizer, 256, 64)
@@ -119,7 +122,7 @@ def test_the_best_int8_path_keeps_most_answers_of_the_real_checkpoint():
 
 
 def test_hand_quantized_linear_follows_the_int8_scheme():
-    from cpu_inference_helpers.quantization import quantize_linear_by_hand
+    from cpu_inference_helpers.techniques.quantization import quantize_linear_by_hand
 
     generator = torch.Generator().manual_seed(0)
     layer = torch.nn.Linear(64, 32)

@@ -5,9 +5,11 @@ import json
 
 import pytest
 
-from cpu_inference_helpers import ipex_support
-from cpu_inference_helpers.qa.comparison import ModeSpec, parse_mode_list
+from cpu_inference_helpers import run_qa
+from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
+from cpu_inference_helpers.qa.evaluation import EvaluationSettings
 from cpu_inference_helpers.run_qa import build_parser, main, resolve_modes
+from cpu_inference_helpers.techniques import ipex_support
 
 TINY = ["--do_eval", "--model_name_or_path", "random-bert-tiny", "--max_eval_samples", "12",
         "--max_seq_length", "128", "--doc_stride", "32", "--per_device_eval_batch_size", "4"]
@@ -82,7 +84,7 @@ def test_ipex_modes_report_the_fallback_when_ipex_is_missing(tmp_path, monkeypat
     assert main([*TINY, "--max_eval_samples", "4", "--output_dir", str(tmp_path), "--modes", "ipex+jit"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     assert results[1]["name"] == "ipex+jit" and results[1]["ran_as"] == "jit"
-    assert "IPEX" in results[1]["fallbacks"][0]
+    assert results[1]["fallbacks"][0].startswith("ipex: ")
     assert "fallback in ipex+jit" in capsys.readouterr().out
 
 
@@ -111,7 +113,7 @@ def test_trainer_flags_map_to_modes(flags, expected):
         (["--do_eval", "--torch_compile", "--jit_mode_eval"], "--torch_compile replaces"),
         (["--do_eval", "--modes", "warp"], "unknown mode 'warp'"),
         (["--do_eval", "--modes", "jit:fp8"], "unknown precision 'fp8'"),
-        (["--do_eval", "--modes", "jit,jit"], "lists a mode twice"),
+        (["--do_eval", "--modes", "jit,jit"], "names a mode twice"),
         ([], "pass --do_eval"),
         (["--do_eval", "--do_train"], "only evaluates"),
         (["--do_eval", "--doc_stride", "384"], "--doc_stride must be"),
@@ -164,3 +166,18 @@ def test_every_timed_batch_has_a_warmed_up_shape(tiny_model, tokenizer):
     assert all(run.setup_s > before for run, before in zip(runs, setup_before, strict=True))
     comparison.run_interleaved(runs, batches)
     assert all(len(run.latencies) == len(batches) for run in runs)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("per_device_eval_batch_size", 0, "--per_device_eval_batch_size must be at least 1"),
+    ("doc_stride", 384, "--doc_stride must be at least 0 and smaller than --max_seq_length"),
+    ("max_eval_samples", 0, "--max_eval_samples must be at least 1"),
+    ("calibration_windows", 0, "--calibration_windows must be at least 1"),
+    ("warmup_steps", -1, "--warmup_steps must be at least 0"),
+])
+def test_the_settings_are_checked_in_one_place_for_the_library_and_the_cli(field, value, message, capsys):
+    with pytest.raises(ValueError, match=message):
+        EvaluationSettings(**{field: value})
+    with pytest.raises(SystemExit):
+        run_qa.main(["--do_eval", f"--{field}", str(value)])
+    assert message in capsys.readouterr().err

@@ -13,12 +13,12 @@ from cpu_inference_helpers.qa.data import load_squad_file, subset_dataset_path
 from cpu_inference_helpers.qa.features import prepare_validation_features
 from cpu_inference_helpers.qa.metrics import squad_metrics
 from cpu_inference_helpers.qa.postprocess import postprocess_predictions
-from cpu_inference_helpers.qa.train import TrainConfig, train
 from cpu_inference_helpers.shipped_checkpoint import (
     CheckpointIntegrityError,
     load_shipped_model,
     shipped_checkpoint_dir,
 )
+from cpu_inference_helpers.training.train import TrainConfig, train
 
 #: The checkpoint's EM on these 40 packaged questions was measured at the value in the manifest
 #: ("subset40_exact_match"); the test allows a margin below it for other CPUs' rounding.
@@ -117,7 +117,7 @@ def test_training_a_few_steps_lowers_the_loss_and_exports(tmp_path):
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    from cpu_inference_helpers.qa import train as train_module
+    from cpu_inference_helpers.training import train as train_module
 
     source = tmp_path / "train.json"
     examples = load_squad_file(subset_dataset_path())[:6]
@@ -152,7 +152,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 def test_training_can_start_from_a_fine_tuned_folder_and_keeps_snapshots(tmp_path):
-    from cpu_inference_helpers.qa.train import snapshot_path, starting_model
+    from cpu_inference_helpers.training.train import snapshot_path, starting_model
 
     source = tmp_path / "train.json"
     examples = load_squad_file(subset_dataset_path())[:4]
@@ -173,7 +173,7 @@ def test_training_can_start_from_a_fine_tuned_folder_and_keeps_snapshots(tmp_pat
 
 
 def test_training_refuses_a_damaged_starting_folder_before_any_work(tmp_path, capsys):
-    from cpu_inference_helpers.qa.train import main as train_main
+    from cpu_inference_helpers.training.train import main as train_main
 
     damaged = tmp_path / "damaged"
     shutil.copytree(shipped_checkpoint_dir(), damaged)

@@ -2,11 +2,11 @@
 
 import pytest
 
-from cpu_inference_helpers.ipex_support import probe_ipex
 from cpu_inference_helpers.models import load_offline_tokenizer
 from cpu_inference_helpers.qa import smoothquant_alpha
 from cpu_inference_helpers.qa.calibration import calibration_batches, load_calibration_examples
 from cpu_inference_helpers.qa.data import load_examples
+from cpu_inference_helpers.techniques.ipex_support import probe_ipex
 
 
 def test_the_judged_questions_are_neither_calibrated_on_nor_scored():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cpu_inference_helpers.timing import (
+from cpu_inference_helpers.infra.timing import (
     LatencyStats,
     break_even_samples,
     interleaved_latency,

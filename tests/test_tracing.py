@@ -3,9 +3,9 @@ import logging
 import pytest
 import torch
 
-from cpu_inference_helpers.attention import with_attention_implementation
-from cpu_inference_helpers.parity import max_abs_difference
-from cpu_inference_helpers.tracing import contrasting_inputs, forward_parameter_names, trace_model
+from cpu_inference_helpers.techniques.attention import with_attention_implementation
+from cpu_inference_helpers.techniques.parity import max_abs_difference
+from cpu_inference_helpers.techniques.tracing import contrasting_inputs, forward_parameter_names, trace_model
 
 
 def test_trace_with_dict_inputs_matches_eager(tiny_model, example_batch):
@@ -90,7 +90,7 @@ class DataDependentBranch(torch.nn.Module):
 def test_a_data_dependent_branch_falls_back_instead_of_tracing_one_branch(caplog):
     model = DataDependentBranch()
     example = {"input_ids": torch.full((1, 8), 5, dtype=torch.long)}
-    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers.tracing"):
+    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers.techniques.tracing"):
         result = trace_model(model, example)
     assert not result.traced and result.model is model
     assert "TracerWarning" in result.reason and "Python boolean" in result.reason

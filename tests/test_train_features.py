@@ -5,7 +5,7 @@ import torch
 
 from cpu_inference_helpers.models import load_offline_tokenizer
 from cpu_inference_helpers.qa.data import load_squad_file, subset_dataset_path
-from cpu_inference_helpers.qa.train_features import (
+from cpu_inference_helpers.training.features import (
     collate_windows,
     length_grouped_batches,
     locate_answer,

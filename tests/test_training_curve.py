@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cpu_inference_helpers.qa import training_curve
-from cpu_inference_helpers.qa.train import save_snapshot
 from cpu_inference_helpers.shipped_checkpoint import load_shipped_model, shipped_checkpoint_dir
+from cpu_inference_helpers.training import curve as training_curve
+from cpu_inference_helpers.training.train import save_snapshot
 
 
 @pytest.fixture(scope="module")

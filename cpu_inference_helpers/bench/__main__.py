@@ -12,15 +12,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..capabilities import detect_capabilities, usable_cpu_count
-from ..cli_logging import configure_cli_logging
-from ..dtypes import PRECISIONS
-from ..models import BERT_BASE_SHAPED_MODEL, load_qa_model_and_tokenizer
-from . import __doc__ as PACKAGE_DOC
-from .paths import REFERENCE, PathSpec, default_paths, parse_shapes
-from .report import format_markdown, format_table, plot, summarise
-from .roofline import measure_matmul_peak
-from .runner import run_shape_in_subprocess
+from cpu_inference_helpers.bench import __doc__ as PACKAGE_DOC
+from cpu_inference_helpers.bench.paths import REFERENCE, PathSpec, default_paths, parse_shapes
+from cpu_inference_helpers.bench.report import format_markdown, format_table, plot, summarise
+from cpu_inference_helpers.bench.roofline import ROOFLINE_PRECISIONS, measure_matmul_peak
+from cpu_inference_helpers.bench.runner import run_shape_in_subprocess
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.models import BERT_BASE_SHAPED_MODEL, load_qa_model_and_tokenizer
+from cpu_inference_helpers.techniques.capabilities import detect_capabilities, usable_cpu_count
 
 logger = logging.getLogger("cpu_inference_helpers.bench")
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logger.info("measuring the matmul roofline (fp32, bf16, int8) with %d threads", threads)
-    peaks = {name: measure_matmul_peak(name) for name in PRECISIONS}
+    peaks = {name: measure_matmul_peak(name) for name in ROOFLINE_PRECISIONS}
     results = []
     for shape in tqdm(shapes, desc="shapes"):
         results += run_shape_in_subprocess(args.model_name_or_path, specs, shape, peaks, args.repeats, threads,

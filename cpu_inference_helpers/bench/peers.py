@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..log_levels import logger_level
+from cpu_inference_helpers.infra.log_levels import logger_level
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..log_levels import quiet_profile
+from cpu_inference_helpers.infra.log_levels import quiet_profile
 
 #: Substrings of operator names that are matrix products (ATen, oneDNN, IPEX fused linears, attention).
 GEMM_MARKERS = ("linear", "matmul", "addmm", "bmm", "::mm", "mkldnn_", "ipex_prepack", "scaled_dot_product",

@@ -6,11 +6,12 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..tables import text_table
-from .paths import REFERENCE
-from .profiling import Profile
-from .roofline import MatmulPeak
-from .runner import PathResult, best_pytorch_paths
+from cpu_inference_helpers.bench.paths import REFERENCE
+from cpu_inference_helpers.bench.profiling import Profile
+from cpu_inference_helpers.bench.roofline import MatmulPeak
+from cpu_inference_helpers.bench.runner import PathResult, best_pytorch_paths
+from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.infra.tables import text_table
 
 AUTO_TOLERANCE = 1.05  # the auto choice must be within 5% of the best PyTorch path
 INT8_OVER_BF16_TARGET = 1.3  # int8 earns its accuracy cost only when clearly faster than bf16
@@ -115,12 +116,11 @@ def plot(
 ) -> dict[tuple[int, int], list[str]]:
     """One panel per shape: speed-up over eager fp32 per path, coloured by precision, with the rooflines marked.
 
-    Returns the paths drawn per (sequence length, batch size).
+    Returns the paths drawn per (sequence length, batch size); nothing (logged) without matplotlib.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot(path.name)
+    if plt is None:
+        return {}
     from matplotlib.patches import Patch
 
     shapes = sorted({(r.seq_len, r.batch_size) for r in results}, key=lambda s: (-s[0], s[1]))

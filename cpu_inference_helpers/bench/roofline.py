@@ -9,17 +9,18 @@ into a fraction of the roofline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from ..dtypes import INT8, as_dtype, precision_name
-from ..ipex_support import IPEX_JIT_DEPRECATION, load_ipex
+from cpu_inference_helpers.techniques.dtypes import INT8, as_dtype, precision_name
+from cpu_inference_helpers.techniques.ipex_support import IPEX_JIT_DEPRECATION, load_ipex
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,19 @@ def _int8_gemm_candidates(m: int, k: int, n: int) -> dict[str, Callable[[], Any]
     return candidates
 
 
+#: The peaks the benchmark measures: the compute types of the matrix products (bf32's products run in bf16).
+ROOFLINE_PRECISIONS = ("fp32", "bf16", INT8)
+
+
+@contextlib.contextmanager
+def _quantized_engine_restored(engine: str) -> Iterator[None]:
+    """Put `torch.backends.quantized.engine` back to `engine` when the block ends."""
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = engine
+
+
 def measure_matmul_peak(
     dtype: str | torch.dtype = torch.float32,
     shapes: Sequence[tuple[int, int, int]] = DEFAULT_SHAPES,
@@ -133,7 +147,8 @@ def measure_matmul_peak(
     """
     name = precision_name(dtype)
     measurements = []
-    with torch.no_grad(), warnings.catch_warnings():
+    engine = torch.backends.quantized.engine  # the int8 candidates switch engines: restored below
+    with torch.no_grad(), warnings.catch_warnings(), _quantized_engine_restored(engine):
         warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)  # IPEX, on every first call
         for m, k, n in shapes:
             candidates = _int8_gemm_candidates(m, k, n) if name == INT8 else _gemm_candidates(as_dtype(name), m, k, n)

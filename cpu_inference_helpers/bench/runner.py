@@ -14,21 +14,23 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..capabilities import CpuCapabilities, detect_capabilities
-from ..cli_logging import configure_cli_logging
-from ..dtypes import BF32, INT8
-from ..memory import release_freed_memory
-from ..models import load_qa_model_and_tokenizer
-from ..optimize import prepare_for_inference
-from ..parity import max_abs_difference
-from ..qa.calibration import calibration_batches, load_calibration_examples
-from ..qa.data import load_examples
-from ..qa.features import prepare_validation_features
-from ..timing import LatencyStats, interleaved_latency
-from .paths import PathSpec
-from .peers import BUILDERS, PeerUnavailable
-from .profiling import profile_operators
-from .roofline import MatmulPeak, count_model_flops
+from cpu_inference_helpers.bench.paths import PathSpec
+from cpu_inference_helpers.bench.peers import BUILDERS, PeerUnavailable
+from cpu_inference_helpers.bench.profiling import profile_operators
+from cpu_inference_helpers.bench.roofline import MatmulPeak, count_model_flops
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.memory import release_freed_memory
+from cpu_inference_helpers.infra.timing import LatencyStats, interleaved_latency
+from cpu_inference_helpers.models import load_qa_model_and_tokenizer
+from cpu_inference_helpers.modes import ModeSpec
+from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.qa.calibration import calibration_batches, load_calibration_examples
+from cpu_inference_helpers.qa.data import load_examples
+from cpu_inference_helpers.qa.features import prepare_validation_features
+from cpu_inference_helpers.registry import honoured_options
+from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, detect_capabilities
+from cpu_inference_helpers.techniques.dtypes import BF32, INT8
+from cpu_inference_helpers.techniques.parity import max_abs_difference
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class PathResult:
     seq_len: int
     batch_size: int
     ran_as: str = ""
+    ran_precision: str = ""  # what it ran in (the record's precision: bf32 and bf16 fall back to fp32 on some CPUs)
     fallbacks: list[str] = field(default_factory=list)
     choices: list[str] = field(default_factory=list)  # what prepare_for_inference decided and why (record.choices)
     skipped: str | None = None
@@ -64,7 +67,7 @@ class PathResult:
 
 
 def make_inputs(tokenizer: Any, seq_len: int, batch_size: int) -> dict[str, torch.Tensor]:
-    """`batch_size` real SQuAD windows of `seq_len` tokens from the packaged dev subset."""
+    """`batch_size` real SQuAD windows of `seq_len` tokens from the first questions of the packaged dev set."""
     examples, _ = load_examples()
     features = prepare_validation_features(examples[: 4 * batch_size], tokenizer, seq_len, max(1, seq_len // 3))
     if len(features) < batch_size:
@@ -74,21 +77,26 @@ def make_inputs(tokenizer: Any, seq_len: int, batch_size: int) -> dict[str, torc
 
 def _build(
     spec: PathSpec, models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tensor], threads: int,
-    capabilities: CpuCapabilities, calibration: list[dict[str, torch.Tensor]] | None,
-) -> tuple[Callable[..., Any], str, list[str], list[str], float]:
-    """Prepare one path; returns the callable, what it ran as, its fallbacks, its choices and its set-up seconds."""
+    capabilities: CpuCapabilities, calibration: list[dict[str, torch.Tensor]] | None, result: PathResult,
+) -> Callable[..., Any]:
+    """Prepare one path and fill in `result`'s what-ran fields and set-up time; returns the callable."""
     model = models[spec.attn_implementation]
-    start = time.perf_counter()
     if spec.peer:
+        start = time.perf_counter()
         runner = BUILDERS[spec.peer](model, inputs, spec.precision, threads, calibration=calibration)
         runner(**inputs)  # first inference initialises the runtime
         release_freed_memory()  # as prepare_for_inference does: a conversion frees GBs the C heap would keep
-        return runner, spec.name, [], [], time.perf_counter() - start
-    int8_calibration = calibration if spec.precision == INT8 else None
+        result.ran_as, result.ran_precision, result.setup_s = spec.name, spec.precision, time.perf_counter() - start
+        return runner
+    options = dict(spec.options)
+    if calibration is not None and "calibration" in honoured_options(ModeSpec(spec.mode, spec.precision)):
+        options["calibration"] = calibration
     ready = prepare_for_inference(model, inputs, mode=spec.mode, precision=spec.precision, capabilities=capabilities,
-                                  calibration=int8_calibration, **dict(spec.options))  # warmed up, returns ModelOutput
+                                  **options)  # warmed up, returns ModelOutput
     record = ready.record
-    return ready, record.ran_as, list(record.fallbacks), list(record.choices), time.perf_counter() - start
+    result.ran_as, result.ran_precision, result.setup_s = record.ran_as, record.precision, record.setup_seconds
+    result.fallbacks, result.choices = [str(step) for step in record.fallbacks], [str(step) for step in record.choices]
+    return ready
 
 
 def _logits(outputs: Any) -> torch.Tensor:
@@ -131,8 +139,7 @@ def bench_shape(
         result = PathResult(spec.name, spec.family, spec.precision, seq_len, batch_size)
         results.append(result)
         try:
-            runner, result.ran_as, result.fallbacks, result.choices, result.setup_s = _build(
-                spec, models, inputs, threads, capabilities, calibration)
+            runner = _build(spec, models, inputs, threads, capabilities, calibration, result)
         except PeerUnavailable as error:
             result.skipped = str(error)
             logger.warning("skipping %s: %s", spec.name, error)
@@ -161,10 +168,9 @@ def bench_shape(
 
 
 def _roofline_precision(result: PathResult) -> str:
-    """The matmul peak a path is measured against: bf32 computes its products in bf16 (where it ran as bf32)."""
-    if result.precision == BF32:
-        return "bf16" if result.ran_as.endswith(f":{BF32}") else "fp32"
-    return result.precision
+    """The matmul peak a path is measured against: what it ran in; bf32 computes its products in bf16."""
+    ran = result.ran_precision or result.precision
+    return "bf16" if ran == BF32 else ran
 
 
 def best_pytorch_paths(results: Sequence[PathResult]) -> dict[str, PathResult]:

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from .data import SquadExample, load_squad_file
-from .features import prepare_validation_features
+from cpu_inference_helpers.qa.data import SquadExample, load_squad_file
+from cpu_inference_helpers.qa.features import prepare_validation_features
 
 logger = logging.getLogger(__name__)
 

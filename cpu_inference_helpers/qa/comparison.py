@@ -19,45 +19,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..dtypes import INT8, precision_name
-from ..optimize import InferenceModel, parse_mode, prepare_for_inference
-from ..timing import LatencyStats, break_even_samples, time_call
-from .data import SquadExample, require_scorable
-from .features import QAFeatures
-from .metrics import paired_f1_change, squad_metrics
-from .postprocess import NBestEntry, postprocess_with_nbest
+from cpu_inference_helpers.infra.timing import LatencyStats, break_even_samples, time_call
+from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
+from cpu_inference_helpers.optimize import InferenceModel, prepare_for_inference
+from cpu_inference_helpers.qa.data import SquadExample, require_scorable
+from cpu_inference_helpers.qa.features import QAFeatures
+from cpu_inference_helpers.qa.metrics import paired_f1_change, squad_metrics
+from cpu_inference_helpers.qa.postprocess import NBestEntry
+from cpu_inference_helpers.qa.predict import answers_from_logits, window_logits
+from cpu_inference_helpers.registry import honoured_options
 
 logger = logging.getLogger(__name__)
 
 REFERENCE = "eager"
 
-
-@dataclass(frozen=True)
-class ModeSpec:
-    """A mode and a precision, named like "ipex+jit" or "ipex+jit:bf16"."""
-
-    mode: str
-    precision: str = "fp32"
-
-    @property
-    def name(self) -> str:
-        return self.mode if self.precision == "fp32" else f"{self.mode}:{self.precision}"
-
-    @classmethod
-    def parse(cls, text: str) -> ModeSpec:
-        mode, _, precision = text.strip().partition(":")
-        return cls(parse_mode(mode), precision_name(precision or "fp32"))
-
-
-def parse_mode_list(text: str) -> list[ModeSpec]:
-    """Parse "eager,jit,ipex+jit:bf16" into specs; duplicates are an error."""
-    specs = [ModeSpec.parse(item) for item in text.split(",") if item.strip()]
-    if not specs:
-        raise ValueError("--modes lists no mode")
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--modes lists a mode twice: {', '.join(names)}")
-    return specs
+__all__ = ["REFERENCE", "ModeResult", "ModeSpec", "compare_modes", "parse_mode_list", "prepare_modes"]
 
 
 @dataclass
@@ -66,6 +42,8 @@ class ModeResult:
 
     name: str
     ran_as: str
+    precision: str  # what it ran in (bf16 falls back to fp32 where the CPU has no native bf16)
+    folder: str  # its sub-folder of the output folder (`ModeSpec.folder`)
     fallbacks: list[str]
     exact_match: float
     f1: float
@@ -96,16 +74,11 @@ class ModeResult:
 class _ModeRun:
     spec: ModeSpec
     model: InferenceModel
-    setup_s: float
+    setup_s: float  # the front door's set-up, plus warming up further batch shapes
     latencies: list[float] = field(default_factory=list)
     warmed_shapes: set[tuple[int, ...]] = field(default_factory=set)
     start_logits: list[np.ndarray] = field(default_factory=list)
     end_logits: list[np.ndarray] = field(default_factory=list)
-
-
-def _logits(outputs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end logits of a QuestionAnsweringModelOutput, in fp32 numpy."""
-    return outputs.start_logits.float().numpy(), outputs.end_logits.float().numpy()
 
 
 def prepare_modes(
@@ -116,17 +89,20 @@ def prepare_modes(
     allow_emulated_bf16: bool = False,
     calibration: Sequence[dict[str, torch.Tensor]] | None = None,
 ) -> list[_ModeRun]:
-    """Prepare every mode; set-up time includes optimisation, tracing and `warmup_steps` passes
-    (which `prepare_for_inference` runs)."""
+    """Prepare every mode; set-up time (the record's) includes optimisation, tracing and `warmup_steps` passes.
+
+    `allow_emulated_bf16` goes to bf16 modes, `calibration` to the modes that calibrate (ipex+jit:int8, auto:int8).
+    """
     runs = []
     for spec in tqdm(specs, desc="preparing modes", leave=False):
-        start = time.perf_counter()
-        prepared = prepare_for_inference(
-            model, example_batch, mode=spec.mode, precision=spec.precision,
-            warmup_steps=warmup_steps, allow_emulated_bf16=allow_emulated_bf16,
-            calibration=calibration if spec.precision == INT8 else None,
-        )
-        run = _ModeRun(spec, prepared, time.perf_counter() - start)
+        honoured = honoured_options(spec)
+        options: dict[str, Any] = {"warmup_steps": warmup_steps}
+        if allow_emulated_bf16 and "allow_emulated_bf16" in honoured:
+            options["allow_emulated_bf16"] = True
+        if calibration is not None and "calibration" in honoured:
+            options["calibration"] = calibration
+        prepared = prepare_for_inference(model, example_batch, mode=spec.mode, precision=spec.precision, **options)
+        run = _ModeRun(spec, prepared, prepared.record.setup_seconds)
         run.warmed_shapes.add(_shape(example_batch))
         runs.append(run)
     return runs
@@ -165,7 +141,7 @@ def run_interleaved(runs: Sequence[_ModeRun], batches: Sequence[dict[str, torch.
         for offset in range(len(runs)):
             run = runs[(index + offset) % len(runs)]
             outputs, seconds = time_call(run.model, batch)
-            start, end = _logits(outputs)
+            start, end = window_logits(outputs)
             run.latencies.append(seconds)
             run.start_logits.append(start)
             run.end_logits.append(end)
@@ -191,7 +167,7 @@ def compare_modes(
         The per-mode results, the predicted answer per question id for each mode, and the
         n-best answers per question id for each mode (utils_qa's n-best layout).
     """
-    if batch_size < 1:
+    if batch_size < 1:  # a direct call's guard; run_qa's and evaluate_modes' settings check it first
         raise ValueError("the batch size must be at least 1")
     require_scorable(examples, "the examples to compare on")
     if ModeSpec(REFERENCE) not in specs:
@@ -205,10 +181,8 @@ def compare_modes(
     results, all_predictions, all_nbest = [], {}, {}
     for run in runs:
         start_logits, end_logits = np.concatenate(run.start_logits), np.concatenate(run.end_logits)
-        predictions, nbest = postprocess_with_nbest(
-            examples, features.example_ids, features.offset_mappings, start_logits, end_logits,
-            n_best_size, max_answer_length,
-        )
+        predictions, nbest = answers_from_logits(examples, features, start_logits, end_logits, n_best_size,
+                                                 max_answer_length)
         metrics = squad_metrics(examples, predictions)
         stats = LatencyStats.from_samples(run.latencies)
         record = run.model.record
@@ -216,7 +190,9 @@ def compare_modes(
             ModeResult(
                 name=run.spec.name,
                 ran_as=record.ran_as,
-                fallbacks=list(record.fallbacks),
+                precision=record.precision,
+                folder=run.spec.folder,
+                fallbacks=[str(step) for step in record.fallbacks],
                 exact_match=metrics["exact_match"],
                 f1=metrics["f1"],
                 samples=len(features),

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
 
 logger = logging.getLogger(__name__)
 
@@ -226,8 +226,12 @@ def load_squad_file(path: str | Path) -> list[SquadExample]:
 
 
 def load_hub_dataset(name: str, config: str | None = None, split: str = "validation") -> list[SquadExample]:
-    """Load a SQuAD-format dataset through `datasets.load_dataset` (needs the Hub or its cache)."""
-    import datasets
+    """Load a SQuAD-format dataset through `datasets.load_dataset` (needs the Hub or its cache, and `datasets`)."""
+    try:
+        import datasets
+    except ImportError:
+        raise RuntimeError("--dataset_name needs the datasets package: pip install 'cpu-inference-tutorial[hf]' "
+                           "(or pass --validation_file, or omit both for the packaged offline dev set)") from None
 
     try:
         dataset = datasets.load_dataset(name, config, split=split)

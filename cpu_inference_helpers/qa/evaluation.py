@@ -16,25 +16,31 @@ from typing import Any
 
 import torch
 
-from ..capabilities import detect_capabilities
-from ..dtypes import INT8
-from ..models import DEFAULT_MODEL, load_qa_model_and_tokenizer
-from ..output_files import OutputWriteError, StagedFiles, prepare_output_dir, staged_outputs
-from .calibration import (
+from cpu_inference_helpers.infra.output_files import OutputWriteError, StagedFiles, prepare_output_dir, staged_outputs
+from cpu_inference_helpers.models import DEFAULT_MODEL, REFERENCE_CHECKPOINT, load_qa_model_and_tokenizer
+from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
+from cpu_inference_helpers.qa.calibration import (
     DEFAULT_CALIBRATION_WINDOWS,
     calibration_batches,
     load_calibration_examples,
     require_disjoint,
 )
-from .comparison import ModeResult, ModeSpec, compare_modes, parse_mode_list
-from .data import load_examples, require_scorable
-from .features import prepare_validation_features
-from .postprocess import NBestEntry
-from .report import plot_results, write_csv, write_json
+from cpu_inference_helpers.qa.comparison import ModeResult, compare_modes
+from cpu_inference_helpers.qa.data import load_examples, require_scorable
+from cpu_inference_helpers.qa.features import prepare_validation_features
+from cpu_inference_helpers.qa.postprocess import NBestEntry
+from cpu_inference_helpers.qa.report import plot_results, write_csv, write_json
+from cpu_inference_helpers.techniques.capabilities import detect_capabilities
+from cpu_inference_helpers.techniques.dtypes import INT8
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8"
+#: The guide's own run, with its real checkpoint (needs the Hub).
+REAL_CHECKPOINT_COMMAND = (
+    f"python -m cpu_inference_helpers.run_qa --model_name_or_path {REFERENCE_CHECKPOINT} --dataset_name squad "
+    "--do_eval --max_seq_length 384 --doc_stride 128 --no_cuda --jit_mode_eval --use_ipex --output_dir /tmp/qa"
+)
 
 
 @dataclass
@@ -59,6 +65,26 @@ class EvaluationSettings:
     calibration_file: str | None = None  # int8 calibration text; None: the packaged SQuADShifts set
     calibration_windows: int = DEFAULT_CALIBRATION_WINDOWS
 
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every setting out of range, in run_qa's flag names: the one place these inputs are checked."""
+        checks = [
+            (self.max_seq_length < 16, "--max_seq_length must be at least 16"),
+            (self.doc_stride < 0 or self.doc_stride >= self.max_seq_length,
+             "--doc_stride must be at least 0 and smaller than --max_seq_length"),
+            (self.per_device_eval_batch_size < 1, "--per_device_eval_batch_size must be at least 1"),
+            (self.max_eval_samples is not None and self.max_eval_samples < 1, "--max_eval_samples must be at least 1"),
+            (self.n_best_size < 1 or self.max_answer_length < 1, "--n_best_size and --max_answer_length must be >= 1"),
+            (self.warmup_steps < 0, "--warmup_steps must be at least 0"),
+            (self.calibration_windows < 1, "--calibration_windows must be at least 1"),
+            (not self.modes, "--modes names no mode"),
+        ]
+        return [message for failed, message in checks if failed]
+
 
 @dataclass
 class Evaluation:
@@ -76,11 +102,6 @@ class Evaluation:
         return {result.name: result for result in self.results}
 
 
-def mode_folder(name: str) -> str:
-    """The sub-folder of the output folder with one mode's run_qa.py files ("ipex+jit:bf16" -> "ipex+jit-bf16")."""
-    return name.replace(":", "-")
-
-
 def write_run_qa_files(stage: StagedFiles, result: ModeResult, predictions: dict, nbest: dict) -> None:
     """The files transformers' run_qa.py writes with --output_dir, with its names and layout, for one mode.
 
@@ -88,7 +109,7 @@ def write_run_qa_files(stage: StagedFiles, result: ModeResult, predictions: dict
     utils_qa.postprocess_qa_predictions writes them (indent 4), and eval_results.json as the
     Trainer's save_metrics("eval", ...) does (sorted keys, indent 4).
     """
-    folder = mode_folder(result.name)
+    folder = result.folder
     stage.path(f"{folder}/eval_predictions.json").write_text(json.dumps(predictions, indent=4) + "\n")
     stage.path(f"{folder}/eval_nbest_predictions.json").write_text(json.dumps(nbest, indent=4) + "\n")
     runtime = sum(result.batch_latencies_s)
@@ -123,8 +144,9 @@ def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None =
     `OSError` or `ValueError` with a message that says what to change. With `output_dir`,
     writes the outputs there (see `write_outputs`).
     """
-    if settings.per_device_eval_batch_size < 1:
-        raise ValueError("per_device_eval_batch_size must be at least 1")
+    problems = settings.problems()  # checked when the settings were made; again, as fields may have changed since
+    if problems:
+        raise ValueError("; ".join(problems))
     folder = prepare_output_dir(output_dir) if output_dir is not None else None
     examples, source = load_examples(settings.dataset_name, settings.validation_file, settings.dataset_config_name)
     if settings.max_eval_samples:
@@ -132,8 +154,6 @@ def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None =
     require_scorable(examples, source)
     calibration_examples = None
     if any(spec.precision == INT8 for spec in settings.modes):
-        if settings.calibration_windows < 1:
-            raise ValueError("calibration_windows must be at least 1")
         calibration_examples = load_calibration_examples(settings.calibration_file)
         require_disjoint(calibration_examples, examples)
     loaded = load_qa_model_and_tokenizer(settings.model_name_or_path, settings.attn_implementation, settings.seed)

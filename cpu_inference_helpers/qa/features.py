@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .data import SquadExample
+from cpu_inference_helpers.qa.data import SquadExample
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from .data import SquadExample
+from cpu_inference_helpers.qa.data import SquadExample
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import SquadExample
-from .features import Offsets
+from cpu_inference_helpers.qa.data import SquadExample
+from cpu_inference_helpers.qa.features import Offsets
 
 NBestEntry = dict[str, Any]
 

@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..tables import text_table
-from .comparison import ModeResult
+from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.infra.tables import text_table
+from cpu_inference_helpers.qa.comparison import ModeResult
 
 COLUMNS = [
     ("mode", "{}"),
@@ -88,17 +89,25 @@ def write_csv(path: Path, results: Sequence[ModeResult]) -> None:
             writer.writerow(row)
 
 
-def plot_results(path: Path, results: Sequence[ModeResult], title: str) -> None:
-    """Throughput per mode (with speed-up labels) and per-batch latency over the run (drift)."""
-    import matplotlib
+#: Bar colours by the precision a mode ran in (the benchmark's colours), and for modes that fell back.
+PRECISION_COLORS = {"fp32": "#1b9e77", "bf32": "#66a61e", "bf16": "#d95f02", "int8": "#e7298a"}
+FELL_BACK_COLOR = "#9e9e9e"
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+
+def plot_results(path: Path, results: Sequence[ModeResult], title: str) -> bool:
+    """Throughput per mode (with speed-up labels) and per-batch latency over the run (drift).
+
+    Returns False (logged) when matplotlib is not installed: no plot then.
+    """
+    plt = pyplot(path.name)
+    if plt is None:
+        return False
 
     figure, (bars_axis, drift_axis) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=[1, 1.2])
     names = [r.name for r in results]
     throughput = [r.samples_per_second for r in results]
-    colors = ["#9e9e9e" if r.fallbacks else ("#d95f02" if r.name.endswith("bf16") else "#1b9e77") for r in results]
+    colors = [FELL_BACK_COLOR if r.fallbacks else PRECISION_COLORS.get(r.precision, PRECISION_COLORS["fp32"])
+              for r in results]
     bars = bars_axis.barh(names, throughput, color=colors)
     for bar, result in zip(bars, results, strict=True):
         label = f" {result.speedup_vs_eager:.2f}x" + (" (fell back)" if result.fallbacks else "")
@@ -118,3 +127,4 @@ def plot_results(path: Path, results: Sequence[ModeResult], title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+    return True

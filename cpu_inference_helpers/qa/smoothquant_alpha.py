@@ -19,15 +19,19 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..attention import with_attention_implementation
-from ..cli_logging import configure_cli_logging
-from ..ipex_support import probe_ipex
-from ..models import DEFAULT_MODEL, load_qa_model_and_tokenizer
-from ..quantization import SMOOTH_QUANT_ALPHA, quantize_with_ipex
-from .calibration import DEFAULT_CALIBRATION_WINDOWS, calibration_batches, load_calibration_examples
-from .features import prepare_validation_features
-from .metrics import squad_metrics
-from .scoring import predict_answers
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.models import DEFAULT_MODEL, load_qa_model_and_tokenizer
+from cpu_inference_helpers.qa.calibration import (
+    DEFAULT_CALIBRATION_WINDOWS,
+    calibration_batches,
+    load_calibration_examples,
+)
+from cpu_inference_helpers.qa.features import prepare_validation_features
+from cpu_inference_helpers.qa.metrics import squad_metrics
+from cpu_inference_helpers.qa.predict import predict
+from cpu_inference_helpers.techniques.attention import with_attention_implementation
+from cpu_inference_helpers.techniques.ipex_support import probe_ipex
+from cpu_inference_helpers.techniques.quantization import SMOOTH_QUANT_ALPHA, quantize_with_ipex
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +57,11 @@ def sweep_alpha(
     if not held_out:
         raise ValueError("every calibration question was used to calibrate: lower --calibration_windows")
     held_features = prepare_validation_features(held_out, loaded.tokenizer, max_seq_length, doc_stride)
-    reference = predict_answers(model, held_features, held_out, batch_size=16)
+    reference = predict(model, held_features, held_out, batch_size=16).answers
     rows = [{"alpha": "fp32", "same_answers": 1.0, **squad_metrics(held_out, reference)}]
     for alpha in tqdm(alphas, desc="alphas"):
         quantized = quantize_with_ipex(model, batches[0], batches, alpha=alpha)
-        answers = predict_answers(quantized, held_features, held_out, batch_size=16)
+        answers = predict(quantized, held_features, held_out, batch_size=16).answers
         same = float(np.mean([answers[key] == reference[key] for key in reference]))
         rows.append({"alpha": alpha, "same_answers": same, **squad_metrics(held_out, answers)})
         logger.info("alpha %.2f: %.1f%% of fp32 answers kept", alpha, 100 * same)

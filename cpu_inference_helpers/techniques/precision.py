@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 
 import torch
 
-from .capabilities import CpuCapabilities, cached_capabilities
-from .dtypes import BF32, as_dtype, precision_name
+from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, cached_capabilities
+from cpu_inference_helpers.techniques.dtypes import BF32, as_dtype, precision_name
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +101,31 @@ def jit_autocast_disabled() -> Iterator[None]:
         torch._C._jit_set_autocast_mode(previous)
 
 
+#: Held by every call that flips a process-wide switch (bf32's matmul precision and IPEX math mode, the
+#: TorchScript autocast pass for traced bf16 graphs, Inductor's `freezing` for compiled models), from the
+#: switch to its restoration: prepared models called from several threads then give the outputs each gives
+#: alone, and those calls run one at a time. Calls that flip nothing (fp32, bf16 eager) do not take it.
+GLOBAL_SWITCHES_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def inference_context(dtype: str | torch.dtype, traced: bool = False) -> Iterator[None]:
-    """No-grad inference, under bf16 CPU autocast when `dtype` is bfloat16 (or "bf16"), in bf32 math for "bf32".
+    """No-grad inference, under bf16 CPU autocast for "bf16", in bf32 math for "bf32"; fp32 and int8 as they are.
 
     Autocast runs with `cache_enabled=False`: with the weight-cast cache on, a trace
-    records cached casts and fails its own check (the Trainer's setting too).
+    records cached casts and fails its own check (the Trainer's setting too). Process-wide
+    switches (bf32; TorchScript's autocast pass when `traced`) are restored on exit and flipped
+    under `GLOBAL_SWITCHES_LOCK`.
     """
+    name = precision_name(dtype)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        if precision_name(dtype) == BF32:
+        if name == BF32:
+            stack.enter_context(GLOBAL_SWITCHES_LOCK)
             stack.enter_context(fp32_matmul_in_bf16())
-        elif as_dtype(dtype) == torch.bfloat16:
+        elif name == "bf16":
             if traced:
+                stack.enter_context(GLOBAL_SWITCHES_LOCK)
                 stack.enter_context(jit_autocast_disabled())
             stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False))
         yield

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .data import SquadExample
-from .features import fit_questions
+from cpu_inference_helpers.qa.data import SquadExample
+from cpu_inference_helpers.qa.features import fit_questions
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
-from .dtypes import as_dtype
-from .versions import installed_version
+from cpu_inference_helpers.infra.versions import installed_version
+from cpu_inference_helpers.record import Built, Step
+from cpu_inference_helpers.techniques.dtypes import as_dtype, precision_name
 
 logger = logging.getLogger(__name__)
 
@@ -106,27 +107,33 @@ def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
     return module, IpexStatus(True, getattr(module, "__version__", version))
 
 
+#: The logger through which importing IPEX makes torch say "No CUDA runtime is found, using CUDA_HOME=...".
+IMPORT_CHATTY_LOGGER = "torch.utils.cpp_extension"
+
+
 @contextlib.contextmanager
 def _import_chatter_captured() -> Iterator[None]:
     """Keep what IPEX prints while importing out of the user's output; log it at DEBUG level instead.
 
     Importing IPEX 2.8 prints a C++ "Overriding a previously registered kernel ... AutocastCPU"
-    warning straight to file descriptor 2, and logs "No CUDA runtime is found, using CUDA_HOME=..."
-    through a handler of its own; neither is actionable for a CPU user. Both the descriptor and
-    `sys.stderr` are redirected for the import; handlers created meanwhile are pointed back at
-    the real `sys.stderr`, so IPEX's later warnings still reach the user.
+    warning straight to file descriptor 2, and makes torch log "No CUDA runtime is found, using
+    CUDA_HOME=..." through `IMPORT_CHATTY_LOGGER`; neither is actionable for a CPU user. For the
+    import only, the descriptor and `sys.stderr` go to buffers and that one logger writes to a buffer
+    only (its own handlers set aside, no propagation); everything is restored afterwards. No other
+    logger or handler of the process is touched, except handlers IPEX itself creates during the
+    import, which are pointed at the real `sys.stderr` (so IPEX's later warnings still reach the user).
     """
     real_stderr = sys.stderr
     with contextlib.suppress(Exception):
         real_stderr.flush()
     saved_descriptor = os.dup(2)
     python_output = io.StringIO()
-    # Handlers made before the import (torch's own, created when torch was imported) hold the
-    # stderr object of that time: in Jupyter that is the kernel's stream, not file descriptor 2.
-    earlier = [(handler, handler.stream) for handler in _stream_handlers()
-               if handler.stream in (real_stderr, sys.__stderr__)]
-    for handler, _ in earlier:
-        handler.setStream(python_output)
+    chatty = logging.getLogger(IMPORT_CHATTY_LOGGER)
+    buffer_handler = logging.StreamHandler(python_output)
+    previous_propagate, previous_handlers = chatty.propagate, list(chatty.handlers)
+    chatty.handlers = [buffer_handler]
+    chatty.propagate = False
+    existing = {id(handler) for handler in _stream_handlers()}
     with tempfile.TemporaryFile() as native_output:
         os.dup2(native_output.fileno(), 2)
         try:
@@ -135,12 +142,12 @@ def _import_chatter_captured() -> Iterator[None]:
         finally:
             os.dup2(saved_descriptor, 2)
             os.close(saved_descriptor)
+            chatty.handlers = previous_handlers
+            chatty.propagate = previous_propagate
             native_output.seek(0)
             captured = native_output.read().decode(errors="replace") + python_output.getvalue()
-            for handler, stream in earlier:
-                handler.setStream(stream)
-            for handler in _stream_handlers():  # created during the import, pointed at our buffer
-                if handler.stream is python_output:
+            for handler in _stream_handlers():  # created by IPEX during the import, pointed at our buffer
+                if id(handler) not in existing and handler.stream is python_output:
                     handler.setStream(real_stderr)
     if captured.strip():
         logger.debug("importing IPEX printed:\n%s", captured.strip())
@@ -189,47 +196,41 @@ def load_ipex() -> ModuleType | None:
     return _cached_import()[0]
 
 
-@dataclass
-class IpexResult:
-    """The outcome of `optimize_with_ipex`."""
-
-    model: torch.nn.Module
-    applied: bool
-    reason: str | None = None
-    auto_kernel_selection: bool | None = None
-
-
 def optimize_with_ipex(
     model: torch.nn.Module,
     dtype: str | torch.dtype = torch.float32,
     auto_kernel_selection: bool = False,
-) -> IpexResult:
+) -> Built:
     """Apply `ipex.optimize` for inference, or return the model unchanged with the reason.
 
     Args:
         model: the model to optimise; it is put in eval mode and not modified in place.
-        dtype: "fp32" / torch.float32 or "bf16" / torch.bfloat16 (bf16 weights are prepacked for oneDNN).
+        dtype: "fp32" / torch.float32, "bf32" (fp32 weights) or "bf16" / torch.bfloat16 (bf16 weights
+            prepacked for oneDNN).
         auto_kernel_selection: True lets oneDNN run fp32 Linear layers (fast on CPUs where
             MKL is slow, e.g. AMD); False keeps IPEX's default MKL-based fp32 kernels.
 
     Returns:
-        An `IpexResult`; `applied` is False, and `reason` says why, when IPEX was not used.
+        A `Built` of mode "ipex"; when IPEX was not used, mode "eager" with the model unchanged and a
+        fallback `Step("ipex", why)`.
     """
-    dtype = as_dtype(dtype)
+    precision, tensors = precision_name(dtype), as_dtype(dtype)
     ipex = load_ipex()
     if ipex is None:
-        reason = probe_ipex().reason
+        reason = probe_ipex().reason or "IPEX is not usable"
         logger.warning("IPEX not applied, using the native PyTorch path: %s", reason)
-        return IpexResult(model, False, reason)
+        return Built(model, "eager", precision, fallbacks=[Step("ipex", reason)])
     model.eval()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optimized = ipex.optimize(
-                model, dtype=dtype, inplace=False, auto_kernel_selection=auto_kernel_selection
+                model, dtype=tensors, inplace=False, auto_kernel_selection=auto_kernel_selection
             )
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as error:
         reason = f"ipex.optimize failed with {type(error).__name__}: {error}"
         logger.warning("IPEX not applied, using the native PyTorch path: %s", reason)
-        return IpexResult(model, False, reason)
-    return IpexResult(optimized, True, None, auto_kernel_selection)
+        return Built(model, "eager", precision, fallbacks=[Step("ipex", reason)])
+    kernels = "oneDNN" if auto_kernel_selection else "default (MKL)"
+    return Built(optimized, "ipex", precision,
+                 applied=["ipex.optimize" + (f" (fp32 kernels: {kernels})" if tensors == torch.float32 else "")])

@@ -15,10 +15,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .versions import installed_version
+from cpu_inference_helpers.infra.versions import installed_version
 
 if TYPE_CHECKING:
-    from .ipex_support import IpexStatus
+    from cpu_inference_helpers.techniques.ipex_support import IpexStatus
 
 # /proc/cpuinfo flag names (x86) and Features names (ARM) that matter for inference.
 _X86_FLAGS = {
@@ -211,7 +211,7 @@ def detect_capabilities(cpuinfo_text: str | None = None, include_ipex: bool = Fa
 
 
 def _probe_ipex() -> IpexStatus:
-    from .ipex_support import probe_ipex  # imported here: probing IPEX imports it
+    from cpu_inference_helpers.techniques.ipex_support import probe_ipex  # imported here: probing IPEX imports it
 
     return probe_ipex()
 

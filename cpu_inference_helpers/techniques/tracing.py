@@ -11,31 +11,19 @@ import contextlib
 import inspect
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from .dtypes import as_dtype
-from .ipex_support import IPEX_JIT_DEPRECATION
-from .log_levels import logger_level
-from .parity import build_verified_or_eager, max_abs_difference, parity_tolerance
-from .precision import inference_context
+from cpu_inference_helpers.infra.log_levels import logger_level
+from cpu_inference_helpers.record import Built
+from cpu_inference_helpers.techniques.dtypes import precision_name
+from cpu_inference_helpers.techniques.ipex_support import IPEX_JIT_DEPRECATION
+from cpu_inference_helpers.techniques.parity import build_verified_or_eager, max_abs_difference, parity_tolerance
+from cpu_inference_helpers.techniques.precision import inference_context
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TraceResult:
-    """The outcome of `trace_model`: the model to use and whether it is the traced one."""
-
-    model: Callable[..., Any]
-    traced: bool
-    frozen: bool
-    reason: str | None
-    seconds: float
-    eager_output_type: type | None = None  # what eager returned (the graph returns a dict), when verified
 
 
 def forward_parameter_names(model: torch.nn.Module) -> list[str]:
@@ -143,7 +131,7 @@ def trace_model(
     freeze: bool = True,
     warmup_steps: int = 2,
     verify: bool = True,
-) -> TraceResult:
+) -> Built:
     """Trace `model` with named example inputs, freeze it and warm it up; fall back to eager on failure.
 
     Args:
@@ -159,9 +147,10 @@ def trace_model(
             fall back if they differ beyond `parity_tolerance`.
 
     Returns:
-        A `TraceResult`; when `traced` is False, `model` is the eager model and `reason` says why.
+        A `Built` of mode "jit" (`traced` True, `frozen` as asked); when it fell back, mode "eager" with the
+        eager model and a fallback `Step("jit", why)`.
     """
-    as_dtype(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
+    precision_name(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
     caught: list[warnings.WarningMessage] = []
 
     def trace(inputs: dict[str, torch.Tensor]) -> Any:
@@ -185,12 +174,14 @@ def trace_model(
         return None
 
     built = build_verified_or_eager(
-        model, example_inputs, trace, dtype=dtype, what="the traced model's", warmup_steps=warmup_steps,
+        model, example_inputs, trace, mode="jit", dtype=dtype, what="the traced model's", warmup_steps=warmup_steps,
         verify=verify, traced=True, context=lambda: _tracer_warnings_recorded(caught),
         not_a_dict=lambda: positional_inputs_problem(model, example_inputs),
         after_build=check_input_dependence,
     )
-    if not built.applied:
+    if built.fell_back:
         logger.warning("failed to use PyTorch jit mode due to: %s. Using the eager model.", built.reason)
-    return TraceResult(built.model, built.applied, freeze and built.applied, built.reason, built.seconds,
-                       built.reference_type)
+    else:
+        built.frozen = freeze
+        built.applied.append("torch.jit.trace" + (" + freeze" if freeze else ""))
+    return built

@@ -31,31 +31,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch._dynamo.config as dynamo_config
 import torch._inductor.config as inductor_config
 
-from .dtypes import as_dtype
-from .log_levels import quiet_profile
-from .parity import build_verified_or_eager, flatten_outputs
+from cpu_inference_helpers.infra.log_levels import quiet_profile
+from cpu_inference_helpers.record import Built
+from cpu_inference_helpers.techniques.dtypes import precision_name
+from cpu_inference_helpers.techniques.parity import build_verified_or_eager, flatten_outputs
+from cpu_inference_helpers.techniques.precision import GLOBAL_SWITCHES_LOCK
 
 logger = logging.getLogger(__name__)
 
 #: Dynamo's per-function cache limit while a `FreezingCompiled` model runs (Dynamo's default: 8).
 RECOMPILE_LIMIT = 64
-
-
-@dataclass
-class CompileResult:
-    """The outcome of `compile_model`: the model to use and whether it is the compiled one."""
-
-    model: Callable[..., Any]
-    compiled: bool
-    reason: str | None
-    seconds: float
 
 
 class FreezingCompiled:
@@ -67,6 +58,8 @@ class FreezingCompiled:
     so that a process may compile many models of one class. Frozen weights are read once:
     changing the model's weights afterwards does not change this model's outputs (as with
     `torch.jit.freeze`; except fp32 at dynamic shapes on torch 2.8, see the module docstring).
+    The two settings are patched per call, not set at build time, because Dynamo reads them whenever a
+    new input shape makes it compile again; they are restored after each call.
     """
 
     def __init__(self, compiled: Callable[..., Any], freezing: bool):
@@ -74,9 +67,12 @@ class FreezingCompiled:
         self.freezing = freezing
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
-        with inductor_config.patch(freezing=self.freezing), dynamo_config.patch(recompile_limit=limit):
-            return self.compiled(*args, **kwargs)
+        # Process-wide settings, patched for this call only and restored after it, under the lock that keeps
+        # another thread's call from seeing them (`precision.GLOBAL_SWITCHES_LOCK`).
+        with GLOBAL_SWITCHES_LOCK:
+            limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+            with inductor_config.patch(freezing=self.freezing), dynamo_config.patch(recompile_limit=limit):
+                return self.compiled(*args, **kwargs)
 
 
 def compile_model(
@@ -87,7 +83,7 @@ def compile_model(
     warmup_steps: int = 2,
     verify: bool = True,
     dynamic: bool = False,
-) -> CompileResult:
+) -> Built:
     """Compile `model` with Inductor, warm it up on `example_inputs`, and check it against eager.
 
     Args:
@@ -105,16 +101,20 @@ def compile_model(
             from MKL to oneDNN with fused GELU / Add (see the module docstring;
             `kernel_choice.choose_compile_shapes` measures which is faster).
     """
-    as_dtype(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
+    precision_name(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
 
     def compile_(inputs: dict[str, torch.Tensor]) -> FreezingCompiled:
         return FreezingCompiled(torch.compile(model, backend="inductor", dynamic=dynamic), freezing)
 
-    built = build_verified_or_eager(model, example_inputs, compile_, dtype=dtype, what="the compiled model's",
-                                    warmup_steps=warmup_steps, verify=verify)
-    if not built.applied:
+    built = build_verified_or_eager(model, example_inputs, compile_, mode="compile", dtype=dtype,
+                                    what="the compiled model's", warmup_steps=warmup_steps, verify=verify)
+    if built.fell_back:
         logger.warning("torch.compile not applied, using the eager model: %s", built.reason)
-    return CompileResult(built.model, built.applied, built.reason, built.seconds)
+    else:
+        built.frozen = freezing
+        built.applied.append("torch.compile (inductor" + (", freezing" if freezing else "")
+                             + (", dynamic shapes)" if dynamic else ")"))
+    return built
 
 
 def reads_linear_weights_each_call(

@@ -1,6 +1,6 @@
 """The training curve: EM/F1 on a fixed slice of the dev set for each snapshot a training run kept.
 
-    python -m cpu_inference_helpers.qa.training_curve --output_dir results/train-squad \\
+    python -m cpu_inference_helpers.training.curve --output_dir results/train-squad \\
         --start cpu_inference_helpers/data/minilm-squadshifts --questions 1000
 
 Reads `output_dir/snapshots/step-*.safetensors` (written by `qa.train --snapshot_every N`),
@@ -19,17 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from safetensors.torch import load_file
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-
-from ..cli_logging import configure_cli_logging  # noqa: E402
-from ..models import load_offline_tokenizer  # noqa: E402
-from ..shipped_checkpoint import build_from_base, load_shipped_model  # noqa: E402
-from .data import default_dataset_path, load_squad_file  # noqa: E402
-from .scoring import score_model  # noqa: E402
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.models import load_offline_tokenizer
+from cpu_inference_helpers.qa.data import default_dataset_path, load_squad_file
+from cpu_inference_helpers.qa.predict import score_model
+from cpu_inference_helpers.shipped_checkpoint import build_from_base, load_shipped_model
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +83,11 @@ def measure_curve(output_dir: Path, questions: int = 1000, start: Path | None = 
     return points
 
 
-def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: str = "") -> Path:
-    """Write the F1/EM-against-steps plot."""
+def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: str = "") -> Path | None:
+    """Write the F1/EM-against-steps plot; None (logged) without matplotlib."""
+    plt = pyplot(path.name)
+    if plt is None:
+        return None
     figure, axes = plt.subplots(figsize=(6.5, 3.8))
     steps = [point["step"] for point in points]
     axes.plot(steps, [point["f1"] for point in points], marker="o", label="F1")
@@ -105,8 +105,8 @@ def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m cpu_inference_helpers.qa.training_curve`."""
-    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.qa.training_curve", description=__doc__,
+    """Entry point of `python -m cpu_inference_helpers.training.curve`."""
+    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.training.curve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="the training run's output folder")
     parser.add_argument("--questions", type=int, default=1000, help="the first N dev questions (default: 1000)")

@@ -1,8 +1,8 @@
 """Fine-tune the offline QA checkpoint `minilm-squad` on CPU, resumably.
 
-    python -m cpu_inference_helpers.qa.train --train_files ../shared/data/squadshifts/*.json.xz \\
+    python -m cpu_inference_helpers.training.train --train_files ../shared/data/squadshifts/*.json.xz \\
         --output_dir results/train/stage1-squadshifts
-    python -m cpu_inference_helpers.qa.train --train_files ../shared/data/squad/train-v1.1.json.xz \\
+    python -m cpu_inference_helpers.training.train --train_files ../shared/data/squad/train-v1.1.json.xz \\
         --init_from results/train/stage1-squadshifts/minilm-squad --output_dir results/train/stage2-squad
 
 (`make train` runs both stages with the shipped checkpoint's settings.) Starts from
@@ -33,23 +33,22 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..capabilities import cached_capabilities
-from ..cli_logging import configure_cli_logging
-from ..models import load_offline_tokenizer
-from ..shipped_checkpoint import (
+from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.models import load_offline_tokenizer
+from cpu_inference_helpers.qa.data import load_squad_file, subset_dataset_path
+from cpu_inference_helpers.qa.predict import score_model
+from cpu_inference_helpers.shipped_checkpoint import (
     FROZEN_PARAMETERS,
     MANIFEST_FILE,
     SHIPPED_MODEL_NAME,
     CheckpointIntegrityError,
     build_from_base,
-    export_shipped_weights,
     load_shipped_model,
-    save_trained_weights,
     verified_checkpoint_weights,
 )
-from .data import load_squad_file, subset_dataset_path
-from .scoring import score_model
-from .train_features import collate_windows, length_grouped_batches, prepare_train_windows
+from cpu_inference_helpers.techniques.capabilities import cached_capabilities
+from cpu_inference_helpers.training.export import export_shipped_weights, save_trained_weights
+from cpu_inference_helpers.training.features import collate_windows, length_grouped_batches, prepare_train_windows
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +302,7 @@ def export_saved_checkpoint(output_dir: Path) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig(train_files=[], output_dir="results/train")
     parser = argparse.ArgumentParser(
-        prog="python -m cpu_inference_helpers.qa.train", description=__doc__,
+        prog="python -m cpu_inference_helpers.training.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--train_files", nargs="+", required=True, help="SQuAD-format files (.json/.xz/.gz)")
@@ -335,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m cpu_inference_helpers.qa.train`."""
+    """Entry point of `python -m cpu_inference_helpers.training.train`."""
     args = build_parser().parse_args(argv)
     configure_cli_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = {key: value for key, value in vars(args).items() if key not in ("resume", "export_checkpoint")}

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from .capabilities import CpuCapabilities
-from .compiling import FreezingCompiled
-from .ipex_support import IPEX_JIT_DEPRECATION, load_ipex, optimize_with_ipex
-from .timing import interleaved_latency
+from cpu_inference_helpers.infra.timing import interleaved_latency
+from cpu_inference_helpers.techniques.capabilities import CpuCapabilities
+from cpu_inference_helpers.techniques.compiling import FreezingCompiled
+from cpu_inference_helpers.techniques.ipex_support import IPEX_JIT_DEPRECATION, load_ipex, optimize_with_ipex
 
 logger = logging.getLogger(__name__)
 
@@ -86,22 +86,26 @@ def measure_fp32_kernels(hidden_size: int, intermediate_size: int, tokens: int, 
                          repeats: int = 7) -> KernelTiming | None:
     """Time IPEX's oneDNN and MKL fp32 kernels on a feed-forward block (traced and frozen, as the models run).
 
-    Returns None when IPEX is not usable. Cached per shape and thread count (`threads` is part of the key
-    only: the caller's torch thread setting is what runs).
+    Returns None when IPEX is not usable or the measurement fails (logged). Cached per shape and thread
+    count (`threads` is part of the key only: the caller's torch thread setting is what runs).
     """
     if load_ipex() is None:
         return None
     block = FeedForwardBlock(hidden_size, intermediate_size).eval()
     inputs = block_inputs(hidden_size, tokens)
     candidates = {}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)  # IPEX, on every first call of a graph
-        for name, onednn in (("oneDNN", True), ("MKL", False)):
-            optimized = optimize_with_ipex(block, auto_kernel_selection=onednn)
-            if not optimized.applied:
-                return None
-            candidates[name] = torch.jit.freeze(torch.jit.trace(optimized.model, example_kwarg_inputs=inputs))
-        stats = interleaved_latency(candidates, inputs, warmup=3, repeats=repeats)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)  # IPEX, on every first call of a graph
+            for name, onednn in (("oneDNN", True), ("MKL", False)):
+                optimized = optimize_with_ipex(block, auto_kernel_selection=onednn)
+                if optimized.fell_back:
+                    return None
+                candidates[name] = torch.jit.freeze(torch.jit.trace(optimized.model, example_kwarg_inputs=inputs))
+            stats = interleaved_latency(candidates, inputs, warmup=3, repeats=repeats)
+    except Exception as error:  # noqa: BLE001 - tracing or IPEX's kernels failing: the vendor rule then decides
+        logger.info("could not measure IPEX's fp32 kernels: %s: %s", type(error).__name__, error)
+        return None
     return KernelTiming(1000 * stats["oneDNN"].median, 1000 * stats["MKL"].median, hidden_size,
                         intermediate_size, tokens)
 

@@ -4,7 +4,7 @@ SDPA (PyTorch's fused scaled-dot-product attention, the successor of BetterTrans
 the best choice in eager mode. IPEX's graph fusion, however, recognises the *eager*
 attention pattern (matmul, scale, add mask, softmax, matmul) and replaces it with its own
 fused multi-head-attention kernel, while it leaves an SDPA call as is: under IPEX + jit,
-eager attention is the faster input (see the benchmark in the README).
+eager attention is the faster input at most shapes measured (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .dtypes import BF32, as_dtype, precision_name
-from .precision import inference_context
+from cpu_inference_helpers.record import Built, Step
+from cpu_inference_helpers.techniques.dtypes import BF32, INT8, precision_name
+from cpu_inference_helpers.techniques.precision import inference_context
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +46,14 @@ def parity_tolerance(dtype: str | torch.dtype, reference: Any) -> float:
 
     fp32: 1e-4 relative to the output scale (reordered sums differ in the last bits).
     bf16 and bf32 (bf16 matrix products): 8 bits of mantissa; 5e-2 relative to the output scale.
+    int8 (a quantized model's compiled or traced graph against the same quantized model run eagerly):
+    a fused kernel may round an activation to the neighbouring int8 step; 1e-1 relative to the output scale.
     """
     scale = max([1.0] + [t.float().abs().max().item() for t in flatten_outputs(reference)])
-    reduced = precision_name(dtype) == BF32 or as_dtype(dtype) == torch.bfloat16
-    return (5e-2 if reduced else 1e-4) * scale
+    name = precision_name(dtype)
+    if name == INT8:
+        return 1e-1 * scale
+    return (5e-2 if name in (BF32, "bf16") else 1e-4) * scale
 
 
 def parity_problem(reference: Any, candidate: Any, dtype: str | torch.dtype, what: str) -> str | None:
@@ -61,22 +64,12 @@ def parity_problem(reference: Any, candidate: Any, dtype: str | torch.dtype, wha
     return f"{what} outputs differ from eager by {difference:.3g} (tolerance {tolerance:.3g})"
 
 
-@dataclass
-class GuardedBuild:
-    """What `build_verified_or_eager` produced: the optimised callable, or the eager model and the reason."""
-
-    model: Callable[..., Any]
-    applied: bool
-    reason: str | None
-    seconds: float
-    reference_type: type | None = None  # the eager output's type, when the eager reference ran (verify)
-
-
 def build_verified_or_eager(
     model: torch.nn.Module,
     example_inputs: Any,
     build: Callable[[dict[str, torch.Tensor]], Callable[..., Any]],
     *,
+    mode: str,
     dtype: str | torch.dtype,
     what: str,
     warmup_steps: int = 2,
@@ -85,28 +78,29 @@ def build_verified_or_eager(
     context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     not_a_dict: Callable[[], str] = lambda: "example inputs must be a dict of named tensors",
     after_build: Callable[[Callable[..., Any], dict[str, torch.Tensor]], str | None] | None = None,
-) -> GuardedBuild:
+) -> Built:
     """Build an optimised version of `model`, warm it up, check it against eager, or fall back to eager.
 
     The steps tracing and compiling share: refuse non-dict example inputs (`not_a_dict()` says why),
     run eager once for reference, `build(inputs)` the optimised callable and call it `warmup_steps`
     times (the first calls optimise or compile), all inside `inference_context(dtype)` and `context()`;
     then `after_build` may veto the result, and `verify` compares the last warm-up output with eager
-    within `parity_tolerance`. Any exception or veto returns the eager model with the reason, which
-    the caller logs in its own words.
+    within `parity_tolerance`. Any exception or veto returns the eager model with a fallback `Step`
+    named `mode`, which the caller logs in its own words.
 
     Args:
         model: the eager model; it is set to eval mode and left otherwise unchanged.
         example_inputs: a dict of named tensors of the shapes that will run.
         build: makes the optimised callable from the example inputs.
-        dtype: the precision it runs in (bf16 runs under CPU autocast).
+        mode: the mode the result runs as when it works ("jit", "compile"), and the fallback's step name.
+        dtype: the precision it runs in (bf16 runs under CPU autocast; int8 compares with int8's tolerance).
         what: how the reason names the result, e.g. "the traced model's".
         traced: run under the TorchScript-aware autocast context (see `inference_context`).
     """
-    start = time.perf_counter()
+    precision = precision_name(dtype)
 
-    def eager(reason: str) -> GuardedBuild:
-        return GuardedBuild(model, False, reason, time.perf_counter() - start)
+    def eager(reason: str) -> Built:
+        return Built(model, "eager", precision, fallbacks=[Step(mode, reason)])
 
     if not isinstance(example_inputs, Mapping):
         return eager(not_a_dict())
@@ -128,5 +122,5 @@ def build_verified_or_eager(
     problem = parity_problem(reference, outputs, dtype, what) if verify else None
     if problem:
         return eager(problem)
-    return GuardedBuild(optimised, True, None, time.perf_counter() - start,
-                        type(reference) if reference is not None else None)
+    return Built(optimised, mode, precision, traced=traced, warmed_up=True,
+                 eager_output_type=type(reference) if reference is not None else None)

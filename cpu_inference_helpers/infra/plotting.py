@@ -1,0 +1,37 @@
+"""matplotlib, optional: the plots of run_qa, the benchmark and the training curve need it, the helpers do not.
+
+Install it with `pip install 'cpu-inference-tutorial[plots]'` (`make` does); without it the plots are
+skipped with one logged warning and every table and JSON file is still written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from types import ModuleType
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'cpu-inference-tutorial[plots]' (or pip install matplotlib)"
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def pyplot(what: str) -> ModuleType | None:
+    """matplotlib.pyplot on the file-only Agg backend (unless one was chosen), or None with a logged warning.
+
+    Args:
+        what: the plot that will be skipped without matplotlib, for the warning (e.g. "comparison.png").
+    """
+    if not plotting_available():
+        logger.warning("matplotlib is not installed: %s is skipped; %s", what, INSTALL_HINT)
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
