@@ -255,11 +255,13 @@ def _ipex_jit_int8(request: BuildRequest) -> Built:
         traced = torch.jit.trace(calibrated, example_kwarg_inputs=inputs, strict=False, check_trace=False)
         return torch.jit.freeze(traced) if options.freeze else traced
 
-    # IPEX's int8 fusion passes run on the first calls (the warm-up); the check compares the fused graph
-    # with the calibrated model run eagerly (quantize / dequantize around fp32 kernels).
+    # IPEX's int8 fusion passes run on the first calls (the warm-up). No check against eager: the fused int8
+    # kernels round differently from the calibrated model run eagerly (quantize / dequantize around fp32
+    # kernels), by 3.2 logits on a logit scale of 7.4 for minilm-squad at seq 384 (2026-11-30), so no tolerance
+    # separates a correct graph from a wrong one there; the run_qa comparison judges its answers instead.
     built = build_verified_or_eager(calibrated, request.inputs, trace_and_freeze, mode="ipex+jit", dtype=INT8,
                                     what="the traced int8 model's", warmup_steps=options.warmup_steps,
-                                    verify=options.verify, traced=True, context=_warnings_ignored)
+                                    verify=False, traced=True, context=_warnings_ignored)
     if built.fell_back:
         return _int8_fallback("ipex+jit:int8", _jit_int8, request, f"tracing IPEX's int8 model failed: {built.reason}")
     built.frozen = options.freeze
@@ -323,8 +325,8 @@ def _table() -> dict[ModeSpec, PathBuilder]:
         PathBuilder(ModeSpec("eager", INT8), _eager_int8, _BASIC, "PyTorch's dynamic int8 Linear"),
         PathBuilder(ModeSpec("jit", INT8), _jit_int8, _GRAPH, "dynamic int8 Linear, traced + frozen"),
         PathBuilder(ModeSpec("ipex", INT8), _ipex_int8, _BASIC, "none of its own: eager:int8"),
-        PathBuilder(ModeSpec("ipex+jit", INT8), _ipex_jit_int8, _GRAPH | {"calibration"},
-                    "IPEX static int8 with SmoothQuant, traced + frozen"),
+        PathBuilder(ModeSpec("ipex+jit", INT8), _ipex_jit_int8, frozenset({"freeze", "warmup_steps", "calibration"}),
+                    "IPEX static int8 with SmoothQuant, traced + frozen (no eager reference to verify against)"),
         PathBuilder(ModeSpec("compile", INT8), _compile_int8, _GRAPH,
                     "torchao int8 dynamic activations + int8 weights, torch.compile"),
     ]

@@ -16,7 +16,8 @@ from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_
 from cpu_inference_helpers.qa.calibration import calibration_batches, load_calibration_examples, require_disjoint
 from cpu_inference_helpers.qa.data import load_examples
 from cpu_inference_helpers.qa.features import prepare_validation_features
-from cpu_inference_helpers.qa.postprocess import postprocess_predictions
+from cpu_inference_helpers.qa.predict import predict
+from cpu_inference_helpers.registry import auto_plan
 from cpu_inference_helpers.techniques import ipex_support
 from cpu_inference_helpers.techniques.dtypes import as_dtype, precision_name
 from cpu_inference_helpers.techniques.graph_inspection import executed_graph, op_counts
@@ -99,24 +100,22 @@ def test_calibration_batches_have_the_evaluation_shape(tokenizer):
 
 def test_the_best_int8_path_keeps_most_answers_of_the_real_checkpoint():
     """On 24 dev questions, int8 (auto: IPEX static int8 or torchao + compile; dynamic int8 elsewhere) keeps
-    at least 3 in 4 answers of eager fp32. The full-dev accuracy cost is measured in docs/int8.md."""
+    at least 3 in 4 answers of eager fp32, with make qa's windows and calibration (64 windows of 384 tokens:
+    with them IPEX's fused int8 graph differs from its eager twin by 40% of the logit scale, and a check
+    against that twin made auto fall back). The full-dev accuracy cost is measured in docs/int8.md."""
     loaded = load_qa_model_and_tokenizer("minilm-squad")
     examples = load_examples()[0][:24]
-    features = prepare_validation_features(examples, loaded.tokenizer, 256, 64)
+    features = prepare_validation_features(examples, loaded.tokenizer, 384, 128)  # make qa's windows
     batches = list(features.batches(8))
-    calibration = calibration_batches(load_calibration_examples(), loaded.tokenizer, 256, 64, windows=16,
+    calibration = calibration_batches(load_calibration_examples(), loaded.tokenizer, 384, 128, windows=64,
                                       batch_size=8)
     ready = prepare_for_inference(loaded.model, batches[0], precision="int8", calibration=calibration)
-
-    def answers(run):
-        outputs = [run(**batch) for batch in batches]
-        start = np.concatenate([o.start_logits.float().numpy() for o in outputs])
-        end = np.concatenate([o.end_logits.float().numpy() for o in outputs])
-        return postprocess_predictions(examples, features.example_ids, features.offset_mappings, start, end)
-
-    with torch.no_grad():
-        reference = answers(loaded.model)
-    quantized = answers(ready)
+    # the real model builds the best path of this stack (the tiny test model is no proof of that)
+    best = next((mode for mode, _ in auto_plan() if mode in ("ipex+jit", "compile")), None)
+    if best == "ipex+jit" or (best == "compile" and importlib.util.find_spec("torchao") is not None):
+        assert ready.record.ran_as == f"auto -> {best}:int8", ready.record.summary()
+    reference = predict(loaded.model, features, examples, batch_size=8).answers
+    quantized = predict(ready, features, examples, batch_size=8).answers
     same = np.mean([reference[key] == quantized[key] for key in reference])
     assert ready.record.precision == "int8" and same >= 0.75, (same, ready.record.summary())
 

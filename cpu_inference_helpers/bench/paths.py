@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cpu_inference_helpers.modes import ModeSpec
+
 REFERENCE = "eager"
 
 
@@ -24,30 +26,37 @@ class PathSpec:
         return "peer" if self.peer else "pytorch"
 
 
+def _named(mode: str, precision: str = "fp32", variant: str = "", **fields: Any) -> PathSpec:
+    """A PyTorch path named by its `ModeSpec` ("ipex+jit:bf16"), with the variant in brackets or after a space."""
+    name = ModeSpec(mode, precision).name + (f" {variant}" if variant else "")
+    return PathSpec(name, precision, mode=mode, **fields)
+
+
 def default_paths() -> list[PathSpec]:
     """Every path the benchmark knows, eager fp32 (SDPA attention) first: the reference."""
     onednn, mkl = (("auto_kernel_selection", True),), (("auto_kernel_selection", False),)
+    eager_attention = {"attn_implementation": "eager", "variant": "(eager attention)"}
     paths = [
-        PathSpec(REFERENCE, mode="eager"),
-        PathSpec("eager (eager attention)", mode="eager", attn_implementation="eager"),
-        PathSpec("jit", mode="jit"),
-        PathSpec("ipex oneDNN", mode="ipex", options=onednn),
-        PathSpec("ipex+jit oneDNN", mode="ipex+jit", options=onednn),
-        PathSpec("ipex+jit MKL", mode="ipex+jit", options=mkl),
-        PathSpec("ipex+jit oneDNN (eager attention)", mode="ipex+jit", attn_implementation="eager", options=onednn),
-        PathSpec("compile", mode="compile"),  # static or dynamic shapes, whichever kernel_choice measures faster
-        PathSpec("compile (static shapes)", mode="compile", options=(("dynamic_shapes", False),)),
-        PathSpec("compile (dynamic shapes)", mode="compile", options=(("dynamic_shapes", True),)),
-        PathSpec("auto", mode="auto"),
+        _named(REFERENCE),
+        _named("eager", **eager_attention),
+        _named("jit"),
+        _named("ipex", variant="oneDNN", options=onednn),
+        _named("ipex+jit", variant="oneDNN", options=onednn),
+        _named("ipex+jit", variant="MKL", options=mkl),
+        _named("ipex+jit", options=onednn, attn_implementation="eager", variant="oneDNN (eager attention)"),
+        _named("compile"),  # static or dynamic shapes, whichever kernel_choice measures faster
+        _named("compile", variant="(static shapes)", options=(("dynamic_shapes", False),)),
+        _named("compile", variant="(dynamic shapes)", options=(("dynamic_shapes", True),)),
+        _named("auto"),
     ]
     for mode in ("eager", "jit", "ipex", "ipex+jit", "compile", "auto"):
-        paths.append(PathSpec(f"{mode}:bf16", "bf16", mode=mode))
-    paths.insert(-2, PathSpec("ipex+jit:bf16 (eager attention)", "bf16", mode="ipex+jit", attn_implementation="eager"))
+        paths.append(_named(mode, "bf16"))
+    paths.insert(-2, _named("ipex+jit", "bf16", **eager_attention))
     for mode in ("ipex+jit", "compile"):  # opt-in: fp32 models, matrix products in bf16 (AMX); fp32 elsewhere
-        paths.append(PathSpec(f"{mode}:bf32", "bf32", mode=mode))
+        paths.append(_named(mode, "bf32"))
     for mode in ("eager", "ipex+jit", "compile", "auto"):
-        paths.append(PathSpec(f"{mode}:int8", "int8", mode=mode))
-    paths.insert(-1, PathSpec("ipex+jit:int8 (eager attention)", "int8", mode="ipex+jit", attn_implementation="eager"))
+        paths.append(_named(mode, "int8"))
+    paths.insert(-1, _named("ipex+jit", "int8", **eager_attention))
     paths += [
         PathSpec("onnxruntime", peer="onnxruntime"),
         PathSpec("openvino", peer="openvino"),

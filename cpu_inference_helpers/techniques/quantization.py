@@ -15,7 +15,8 @@ The paths, by mode (`prepare_for_inference(..., precision="int8", calibration=ba
 - `eager`: PyTorch's dynamic int8 Linear.
 
 These are the building blocks; the registry (`registry.PATHS`) builds each path from them with the
-front door's options, checks the result against the same quantized model run eagerly, and falls back
+front door's options, checks the graph against the same quantized model run eagerly (except IPEX's
+static int8, whose fused kernels have no eager twin), and falls back
 to the next simpler path (`ipex+jit` -> `jit`, `compile` -> `eager`) with one logged reason. The
 user's model is never modified.
 """
