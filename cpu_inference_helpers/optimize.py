@@ -36,7 +36,7 @@ from cpu_inference_helpers.registry import (
 )
 from cpu_inference_helpers.techniques.attention import attention_implementation, with_attention_implementation
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, cached_capabilities
-from cpu_inference_helpers.techniques.dtypes import BF32, INT8, precision_name
+from cpu_inference_helpers.techniques.dtypes import BF32, precision_name
 from cpu_inference_helpers.techniques.precision import bf32_fallback_reason, inference_context, resolve_precision
 from cpu_inference_helpers.techniques.tracing import positional_inputs_problem
 
@@ -273,6 +273,6 @@ def _output_class(built: Built, eager_model: torch.nn.Module, inputs: dict[str, 
         return None
     output_type = built.eager_output_type
     if output_type is None or not issubclass(output_type, ModelOutput):
-        with inference_context("fp32" if built.precision == INT8 else built.precision):
+        with inference_context(built.precision):  # int8: no autocast, as for fp32
             output_type = type(eager_model(**inputs))
     return output_type if issubclass(output_type, ModelOutput) else None

@@ -265,7 +265,6 @@ def _ipex_jit_int8(request: BuildRequest) -> Built:
     if built.fell_back:
         return _int8_fallback("ipex+jit:int8", _jit_int8, request, f"tracing IPEX's int8 model failed: {built.reason}")
     built.frozen = options.freeze
-    built.eager_output_type = None  # the calibrated model returns a plain dict; the front door asks the real model
     built.applied = [f"IPEX static int8 (SmoothQuant alpha {SMOOTH_QUANT_ALPHA}, {len(calibration)} calibration "
                      "batches) + trace" + (" + freeze" if options.freeze else "")]
     return built
