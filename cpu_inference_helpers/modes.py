@@ -1,7 +1,8 @@
 """The mode grammar, parsed in one place: "ipex+jit", "ipex_jit:bf16", "auto:int8" -> `ModeSpec`.
 
 A mode names the techniques of the classic "Efficient Inference on CPU" guide (`eager`, `jit`,
-`ipex`, `ipex+jit`) and their modern successor (`compile`), or `auto`; a precision is one of
+`ipex`, `ipex+jit`), their modern successors (`compile`; `export`, torch.export + AOTInductor),
+or `auto`; a precision is one of
 `dtypes.PRECISIONS`. Every CLI, table, output folder and benchmark path name is derived from a
 `ModeSpec`, never parsed back from a display string.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from cpu_inference_helpers.techniques.dtypes import precision_name
 
-MODES = ("eager", "jit", "ipex", "ipex+jit", "compile")
+MODES = ("eager", "jit", "ipex", "ipex+jit", "compile", "export")
 AUTO = "auto"
 FP32 = "fp32"
 

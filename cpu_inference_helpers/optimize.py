@@ -6,7 +6,8 @@
 
 Modes compose the techniques of the classic "Efficient Inference on CPU" guide:
 `eager`, `jit` (TorchScript trace + freeze), `ipex` (ipex.optimize) and `ipex+jit`, plus
-`compile` (torch.compile with Inductor and weight freezing), TorchScript's modern successor.
+TorchScript's modern successors: `compile` (torch.compile with Inductor and weight freezing) and
+`export` (torch.export + AOTInductor: a package that loads in a fresh process or from C++).
 Each (mode, precision) is one entry of `registry.PATHS`; `auto` (the default) is a policy over
 that table: the fastest entry that works on this CPU and stack, and why. Precision "auto" takes
 bf16 where the CPU has native bf16 instructions, fp32 elsewhere.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +38,7 @@ from cpu_inference_helpers.registry import (
 )
 from cpu_inference_helpers.techniques.attention import attention_implementation, with_attention_implementation
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, cached_capabilities
+from cpu_inference_helpers.techniques.deprecations import notes_for
 from cpu_inference_helpers.techniques.dtypes import BF32, precision_name
 from cpu_inference_helpers.techniques.precision import bf32_fallback_reason, inference_context, resolve_precision
 from cpu_inference_helpers.techniques.tracing import positional_inputs_problem
@@ -61,7 +64,7 @@ class InferenceModel(torch.nn.Module):
     several threads and each gives the outputs it gives alone; those calls run one at a time.
     """
 
-    def __init__(self, module: Any, record: OptimizationRecord, eager_model: torch.nn.Module, traced: bool,
+    def __init__(self, module: Any, record: OptimizationRecord, eager_model: torch.nn.Module | None, traced: bool,
                  output_class: type | None = None):
         super().__init__()
         # plain attributes, not submodules: the graph holds its own (frozen) weights, the eager model is the caller's
@@ -99,7 +102,11 @@ class InferenceModel(torch.nn.Module):
             if name.startswith("__") or name == "_eager_model" or "_eager_model" not in self.__dict__:
                 raise
         # config, device, can_generate, name_or_path, ... are the eager model's (transformers.pipeline reads them)
-        return getattr(self.__dict__["_eager_model"], name)
+        eager_model = self.__dict__["_eager_model"]
+        if eager_model is None:
+            raise AttributeError(f"{name!r}: this model was loaded from a file (load_prepared), "
+                                 "without its eager model")
+        return getattr(eager_model, name)
 
     def __repr__(self) -> str:
         return f"InferenceModel({self.record.summary()})"
@@ -156,6 +163,7 @@ def prepare_for_inference(
     capabilities: CpuCapabilities | None = None,
     attention: str | None = None,
     calibration: Iterable[Mapping[str, torch.Tensor]] | None = None,
+    package_path: str | Path | None = None,
 ) -> InferenceModel:
     """Prepare `model` for CPU inference in the requested mode and precision.
 
@@ -174,15 +182,15 @@ def prepare_for_inference(
     and restored; see `InferenceModel` for threads.
 
     Options (`freeze`, `warmup_steps`, `verify`, `auto_kernel_selection`, `dynamic_shapes`, `calibration`,
-    `allow_emulated_bf16`): left at None, each path uses its default; given to a path that would ignore it
-    (`registry.PATHS[...].honours`), it is refused with a ValueError before any work.
+    `allow_emulated_bf16`, `package_path`): left at None, each path uses its default; given to a path that
+    would ignore it (`registry.PATHS[...].honours`), it is refused with a ValueError before any work.
 
     Args:
         model: a transformers model (or any nn.Module taking keyword tensors).
         example_inputs: a representative batch as a dict of named tensors (a tokenizer's output);
             anything else is refused with a ValueError.
         mode: "auto" (default: the fastest that works here, see `registry.auto_plan`; `record.choices`
-            says what it picked and why), "eager", "jit", "ipex", "ipex+jit" or "compile".
+            says what it picked and why), "eager", "jit", "ipex", "ipex+jit", "compile" or "export".
         precision: "fp32" / torch.float32, "bf16" / torch.bfloat16 (CPU autocast mixed precision),
             "int8" / torch.qint8 (quantized Linear layers; the path per mode is in `registry`),
             "bf32" (opt-in: fp32 model and tensors, matrix products in bf16 by oneDNN, on CPUs with AMX;
@@ -204,6 +212,8 @@ def prepare_for_inference(
             attention for ipex+jit in bf16 and int8 (`registry.auto_attention`).
         calibration: ipex+jit:int8 (and auto:int8): batches to measure activation ranges on (static int8);
             use data you do not evaluate on. Without them ipex+jit:int8 falls back to dynamic int8.
+        package_path: export paths: write the AOTInductor package (.pt2) there, to load later in a fresh
+            process (`load_prepared`) or from C++ (`deploy/`); default a temporary file removed at exit.
     """
     start = time.perf_counter()
     if not isinstance(example_inputs, Mapping):
@@ -220,7 +230,7 @@ def prepare_for_inference(
     precision = precision_name(precision)  # a clear ValueError for anything but fp32 / bf16 / bf32 / int8
     given = {"freeze": freeze, "warmup_steps": warmup_steps, "verify": verify, "calibration": calibration,
              "auto_kernel_selection": auto_kernel_selection, "dynamic_shapes": dynamic_shapes,
-             "allow_emulated_bf16": allow_emulated_bf16}
+             "allow_emulated_bf16": allow_emulated_bf16, "package_path": package_path}
     refuse_unhonoured(ModeSpec(requested_mode, precision), [name for name, value in given.items() if value is not None])
     if warmup_steps is not None and warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, not {warmup_steps}")
@@ -228,6 +238,7 @@ def prepare_for_inference(
         freeze=True if freeze is None else freeze, warmup_steps=2 if warmup_steps is None else warmup_steps,
         verify=True if verify is None else verify, auto_kernel_selection=auto_kernel_selection,
         dynamic_shapes=dynamic_shapes, calibration=tuple(calibration) if calibration is not None else (),
+        package_path=str(package_path) if package_path is not None else None,
     )
     runs_in, fallbacks = _runnable_precision(precision, caps, bool(allow_emulated_bf16))
     inputs = dict(example_inputs)
@@ -255,6 +266,7 @@ def prepare_for_inference(
         requested_mode=requested_mode, requested_precision=str(requested_precision) if requested_precision == AUTO
         else precision, mode=built.mode, precision=built.precision, applied=list(built.applied),
         fallbacks=fallbacks + built.fallbacks, choices=choices + built.choices,
+        notes=notes_for(built.mode, built.applied),
     )
     ready = InferenceModel(built.model, record, eager_model, built.traced,
                            _output_class(built, eager_model, inputs))
@@ -268,8 +280,8 @@ def prepare_for_inference(
 
 
 def _output_class(built: Built, eager_model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> type | None:
-    """The eager model's `ModelOutput` class for a traced graph (which returns a dict); None otherwise."""
-    if not built.traced:
+    """The eager model's `ModelOutput` class for a graph that returns a dict (traced, exported); None otherwise."""
+    if not (built.traced or built.dict_outputs):
         return None
     output_type = built.eager_output_type
     if output_type is None or not issubclass(output_type, ModelOutput):

@@ -44,6 +44,7 @@ class Built:
     choices: list[Step] = field(default_factory=list)
     traced: bool = False  # a TorchScript graph: runs under the TorchScript-aware autocast context
     frozen: bool = False
+    dict_outputs: bool = False  # returns a dict of tensors (an exported package): rebuilt into the eager output type
     warmed_up: bool = False  # the building step already called it `warmup_steps` times
     eager_output_type: type | None = None  # what eager returned, when the check against eager ran
 
@@ -70,6 +71,7 @@ class OptimizationRecord:
     fallbacks: list[Step] = field(default_factory=list)
     choices: list[Step] = field(default_factory=list)  # what "auto" and the measured choices decided, and why
     setup_seconds: float = 0.0  # the whole preparation, measured once by the front door
+    notes: list[str] = field(default_factory=list)  # upstream deprecations of what runs (`techniques.deprecations`)
 
     @property
     def fell_back(self) -> bool:
@@ -91,7 +93,7 @@ class OptimizationRecord:
             "requested_mode": self.requested_mode, "requested_precision": self.requested_precision,
             "mode": self.mode, "precision": self.precision, "ran_as": self.ran_as, "applied": list(self.applied),
             "fallbacks": [vars(step) for step in self.fallbacks], "choices": [vars(step) for step in self.choices],
-            "setup_seconds": self.setup_seconds, "fell_back": self.fell_back,
+            "setup_seconds": self.setup_seconds, "fell_back": self.fell_back, "notes": list(self.notes),
         }
 
     def summary(self) -> str:
@@ -102,4 +104,5 @@ class OptimizationRecord:
             f"setup {self.setup_seconds:.2f} s)"
         )
         text += "".join(f"\n  choice: {step}" for step in self.choices)
-        return text + "".join(f"\n  fallback: {step}" for step in self.fallbacks)
+        text += "".join(f"\n  fallback: {step}" for step in self.fallbacks)
+        return text + "".join(f"\n  note: {note}" for note in self.notes)

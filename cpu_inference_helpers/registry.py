@@ -8,8 +8,9 @@ the CPU report) and returns a `Built`. When its technique cannot be applied it b
 path of the table and prepends a fallback `Step` saying why:
 
     ipex+jit -> jit (IPEX unusable) or ipex (trace failed);  ipex -> eager;  jit -> eager;  compile -> eager
+    export -> eager (export refused the model, or AOTInductor failed);  export:bf32 -> export (fp32)
     ipex+jit:int8 -> jit:int8;  ipex:int8 -> eager:int8;  compile:int8 -> eager:int8;  jit:int8 -> eager:int8;
-    eager:int8 -> eager fp32 (no quantized engine)
+    export:int8 -> eager:int8;  eager:int8 -> eager fp32 (no quantized engine)
 
 Each path declares the options it honours (`PathBuilder.honours`); the front door refuses an option given
 to a path that would ignore it (`refuse_unhonoured`), before any work. Precision fallbacks (bf16 without
@@ -35,6 +36,7 @@ from cpu_inference_helpers.record import Built, Step
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities
 from cpu_inference_helpers.techniques.compiling import compile_model
 from cpu_inference_helpers.techniques.dtypes import BF32, INT8, PRECISION_DTYPES
+from cpu_inference_helpers.techniques.exporting import export_model
 from cpu_inference_helpers.techniques.ipex_support import load_ipex, optimize_with_ipex, probe_ipex
 from cpu_inference_helpers.techniques.kernel_choice import choose_compile_shapes, choose_fp32_kernel
 from cpu_inference_helpers.techniques.parity import build_verified_or_eager
@@ -57,7 +59,9 @@ OPTIONS: dict[str, str] = {
     "warmup_steps": "calls on the example inputs before the model is returned",
     "verify": "check the built graph against the same model run eagerly, falling back beyond tolerance",
     "auto_kernel_selection": "IPEX's fp32 Linear kernels: True oneDNN, False MKL (fp32 IPEX paths only)",
-    "dynamic_shapes": "torch.compile for dynamic shapes (compile paths in fp32, bf16, bf32)",
+    "dynamic_shapes": "dynamic shapes: torch.compile's (compile paths in fp32, bf16, bf32); export's batch and "
+                      "sequence dimensions (export paths; default dynamic)",
+    "package_path": "where the export paths write their AOTInductor package (.pt2; default: a temporary file)",
     "calibration": "batches for static int8's activation ranges (ipex+jit:int8 only)",
     "allow_emulated_bf16": "run bf16 where the CPU has no native bf16 (bf16 requests only)",
 }
@@ -74,6 +78,7 @@ class BuildOptions:
     auto_kernel_selection: bool | None = None  # None: measured (`kernel_choice`)
     dynamic_shapes: bool | None = None  # None: measured for frozen fp32, static otherwise
     calibration: tuple[Batch, ...] = ()
+    package_path: str | None = None  # export: the .pt2 package to write (None: a temporary file)
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,25 @@ def _compile(precision: str) -> Callable[[BuildRequest], Built]:
     return build
 
 
+def _export(precision: str) -> Callable[[BuildRequest], Built]:
+    def build(request: BuildRequest) -> Built:
+        if precision == BF32:  # the AOTInductor kernels are chosen when the package is compiled, not per call
+            reason = ("bf32 is a process-wide math mode read when a kernel runs; an AOTInductor package has "
+                      "its kernels compiled in, so export builds fp32 (bf32 runs with jit, ipex+jit, compile)")
+            logger.warning("%s", reason)
+            return _with_fallback(_export("fp32")(request), Step("precision", reason))
+        options = request.options
+        exported = export_model(request.model, request.inputs, dtype=precision, freeze=options.freeze,
+                                warmup_steps=options.warmup_steps, verify=options.verify,
+                                dynamic=True if options.dynamic_shapes is None else options.dynamic_shapes,
+                                package_path=options.package_path)
+        if exported.fell_back:
+            return _with_fallback(_eager(precision)(request), *exported.fallbacks)
+        exported.applied[:0] = _precision_applied(precision)
+        return exported
+    return build
+
+
 # --- int8 --------------------------------------------------------------------------------------------------
 
 def _int8_fallback(failed: str, to: Callable[[BuildRequest], Built], request: BuildRequest, reason: str) -> Built:
@@ -297,10 +321,32 @@ def _compile_int8(request: BuildRequest) -> Built:
     return compiled
 
 
+def _export_int8(request: BuildRequest) -> Built:
+    if importlib.util.find_spec("torchao") is None:
+        return _int8_fallback("export:int8", _eager_int8, request, "torchao is not installed (pip install torchao); "
+                              "PyTorch's dynamic int8 Linear holds TorchScript objects that torch.export cannot take")
+    try:
+        quantized = quantize_with_torchao(request.model)
+    except Exception as error:  # noqa: BLE001
+        return _int8_fallback("export:int8", _eager_int8, request, f"torchao's quantize_ failed: {_error_text(error)}")
+    options = request.options
+    # Checked against the torchao model run eagerly: the same int8 math, before AOTInductor fuses it.
+    exported = export_model(quantized, request.inputs, dtype=INT8, freeze=options.freeze,
+                            warmup_steps=options.warmup_steps, verify=options.verify,
+                            dynamic=True if options.dynamic_shapes is None else options.dynamic_shapes,
+                            package_path=options.package_path)
+    if exported.fell_back:
+        return _int8_fallback("export:int8", _eager_int8, request,
+                              f"exporting the torchao model failed: {exported.reason}")
+    exported.applied[:0] = ["torchao int8 dynamic activations + int8 weights"]
+    return exported
+
+
 # --- the table -----------------------------------------------------------------------------------------------
 
 _BASIC = frozenset({"warmup_steps"})
 _GRAPH = frozenset({"freeze", "warmup_steps", "verify"})
+_EXPORT = _GRAPH | {"dynamic_shapes", "package_path"}
 
 
 def _table() -> dict[ModeSpec, PathBuilder]:
@@ -319,6 +365,9 @@ def _table() -> dict[ModeSpec, PathBuilder]:
                         "ipex.optimize + trace + freeze (IPEX's fused graph)"),
             PathBuilder(ModeSpec("compile", precision), _compile(precision),
                         _GRAPH | {"dynamic_shapes"} | emulated, "torch.compile (Inductor, freezing)"),
+            PathBuilder(ModeSpec("export", precision), _export(precision), _EXPORT | emulated,
+                        "torch.export + AOTInductor package (loads in Python or C++)"
+                        + (" in fp32: bf32 cannot be compiled in" if precision == BF32 else "")),
         ]
     paths += [
         PathBuilder(ModeSpec("eager", INT8), _eager_int8, _BASIC, "PyTorch's dynamic int8 Linear"),
@@ -328,6 +377,8 @@ def _table() -> dict[ModeSpec, PathBuilder]:
                     "IPEX static int8 with SmoothQuant, traced + frozen (no eager reference to verify against)"),
         PathBuilder(ModeSpec("compile", INT8), _compile_int8, _GRAPH,
                     "torchao int8 dynamic activations + int8 weights, torch.compile"),
+        PathBuilder(ModeSpec("export", INT8), _export_int8, _EXPORT,
+                    "torchao int8 dynamic activations + int8 weights, torch.export + AOTInductor package"),
     ]
     return {path.spec: path for path in paths}
 
@@ -384,14 +435,31 @@ def inductor_compiler_available() -> bool:
     return any(shutil.which(name) for name in names)
 
 
-def auto_plan() -> list[tuple[str, str]]:
-    """The modes `auto` tries, fastest first in this process, each with the reason it is there.
+#: The process lifetimes `auto_plan` plans for.
+LONG_RUNNING, SHORT_LIVED = "long-running", "short-lived"
 
-    The order comes from `python -m cpu_inference_helpers.bench` (docs/): with IPEX, ipex.optimize +
-    trace + freeze runs BERT as fused oneDNN kernels (fp32 GEMMs on MKL or oneDNN, whichever `kernel_choice`
-    measures faster here); without IPEX, torch.compile's Inductor with weight freezing also packs the
-    weights for oneDNN; TorchScript jit needs no compiler; eager always works.
+
+def auto_plan(process: str = LONG_RUNNING) -> list[tuple[str, str]]:
+    """The modes `auto` tries, fastest first, each with the reason it is there.
+
+    A long-running process (the default, what `prepare_for_inference(mode="auto")` plans for) pays set-up
+    once and then wants the fastest calls. The order comes from `python -m cpu_inference_helpers.bench`
+    (docs/): with IPEX, ipex.optimize + trace + freeze runs BERT as fused oneDNN kernels (fp32 GEMMs on MKL or
+    oneDNN, whichever `kernel_choice` measures faster here); without IPEX, torch.compile's Inductor with
+    weight freezing also packs the weights for oneDNN; torch.export + AOTInductor builds the same kernels
+    ahead of time (tried when compile fell back); TorchScript jit needs no compiler; eager always works.
+
+    A short-lived process (a batch job, a serverless call) pays set-up every time: compiling (compile,
+    export) costs it tens of seconds (`python -m cpu_inference_helpers.bench.cold_start`, docs/deployment.md),
+    so the plan there is jit then eager, and the advice is to build a package once (mode "export",
+    `package_path=`) and load it in each process with `load_prepared`.
     """
+    if process not in (LONG_RUNNING, SHORT_LIVED):
+        raise ValueError(f"process must be {LONG_RUNNING!r} or {SHORT_LIVED!r}, not {process!r}")
+    if process == SHORT_LIVED:
+        return [("jit", "a short-lived process pays set-up each time: trace + freeze prepares in about a second, "
+                        "where compiling takes tens of seconds (better still: load a saved export package)"),
+                ("eager", "no faster path applied")]
     plan = []
     ipex = probe_ipex()
     if ipex.usable:
@@ -400,6 +468,7 @@ def auto_plan() -> list[tuple[str, str]]:
     if inductor_compiler_available():
         why = "the next best path" if plan else f"IPEX is not usable ({ipex.reason}); this is"
         plan.append(("compile", f"{why}: torch.compile (Inductor with weight freezing)"))
+        plan.append(("export", "torch.export + AOTInductor: Inductor's kernels compiled ahead of time into a package"))
     plan.append(("jit", "TorchScript trace + freeze, which needs no C++ compiler"))
     plan.append(("eager", "no faster path applied"))
     return plan

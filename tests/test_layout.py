@@ -42,14 +42,15 @@ def test_cli_logging_is_configured_only_by_mains():
 ALLOWED_IMPORTS = {
     "infra": set(),
     "techniques": {"infra", "core"},
-    "core": {"infra", "techniques"},  # modes, record, registry, optimize
+    "core": {"infra", "techniques"},  # modes, record, registry, optimize, deployment
     "models": {"infra", "techniques", "core"},  # models, shipped_checkpoint
     "qa": {"infra", "techniques", "core", "models"},
     "training": {"infra", "techniques", "core", "models", "qa"},
     "bench": {"infra", "techniques", "core", "models", "qa"},
     "cli": {"infra", "techniques", "core", "models", "qa", "bench", "training"},  # run_qa, __main__, __init__
 }
-ROOT_PARTS = {"modes": "core", "record": "core", "registry": "core", "optimize": "core", "models": "models",
+ROOT_PARTS = {"modes": "core", "record": "core", "registry": "core", "optimize": "core", "deployment": "core",
+              "models": "models",
               "shipped_checkpoint": "models", "run_qa": "cli", "__main__": "cli", "__init__": "cli"}
 
 

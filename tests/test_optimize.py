@@ -28,7 +28,7 @@ def expected_mode(mode: str) -> str:
     """The mode each request must run as on this stack: IPEX's only without IPEX, compile's only without a compiler."""
     if mode.startswith("ipex") and not ipex_support.probe_ipex().usable:
         return "jit" if mode == "ipex+jit" else "eager"
-    if mode == "compile" and not inductor_compiler_available():
+    if mode in ("compile", "export") and not inductor_compiler_available():
         return "eager"
     return mode
 
@@ -154,7 +154,7 @@ class _CountingCalls:
 def test_warm_up_runs_inside_the_front_door(mode, tiny_model, example_batch, monkeypatch):
     """`warmup_steps` calls of what will run (the model, the frozen graph, the compiled model) happen before
     the model is returned, whatever the mode."""
-    if mode == "compile" and not inductor_compiler_available():
+    if mode in ("compile", "export") and not inductor_compiler_available():
         pytest.skip("torch.compile needs a C++ compiler")
     counted = []
     if mode == "eager":

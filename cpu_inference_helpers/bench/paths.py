@@ -47,14 +47,15 @@ def default_paths() -> list[PathSpec]:
         _named("compile"),  # static or dynamic shapes, whichever kernel_choice measures faster
         _named("compile", variant="(static shapes)", options=(("dynamic_shapes", False),)),
         _named("compile", variant="(dynamic shapes)", options=(("dynamic_shapes", True),)),
+        _named("export"),  # torch.export + AOTInductor package, dynamic batch and sequence
         _named("auto"),
     ]
-    for mode in ("eager", "jit", "ipex", "ipex+jit", "compile", "auto"):
+    for mode in ("eager", "jit", "ipex", "ipex+jit", "compile", "export", "auto"):
         paths.append(_named(mode, "bf16"))
     paths.insert(-2, _named("ipex+jit", "bf16", **eager_attention))
     for mode in ("ipex+jit", "compile"):  # opt-in: fp32 models, matrix products in bf16 (AMX); fp32 elsewhere
         paths.append(_named(mode, "bf32"))
-    for mode in ("eager", "ipex+jit", "compile", "auto"):
+    for mode in ("eager", "ipex+jit", "compile", "export", "auto"):
         paths.append(_named(mode, "int8"))
     paths.insert(-1, _named("ipex+jit", "int8", **eager_attention))
     paths += [

@@ -18,6 +18,7 @@ import torch
 
 from cpu_inference_helpers.infra.log_levels import logger_level
 from cpu_inference_helpers.record import Built
+from cpu_inference_helpers.techniques.deprecations import TORCHSCRIPT_DEPRECATION
 from cpu_inference_helpers.techniques.dtypes import precision_name
 from cpu_inference_helpers.techniques.ipex_support import IPEX_JIT_DEPRECATION
 from cpu_inference_helpers.techniques.parity import build_verified_or_eager, max_abs_difference, parity_tolerance
@@ -118,6 +119,8 @@ def _tracer_warnings_recorded(caught: list[warnings.WarningMessage]) -> Iterator
         warnings.filterwarnings("ignore", message=IPEX_JIT_DEPRECATION)
         # transformers 5 deprecates properties (is_gradient_checkpointing) that the tracer reads.
         warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+        # torch 2.10+ deprecates trace and freeze on every call: said once instead, in the record's notes.
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION, category=DeprecationWarning)
         try:
             yield
         finally:

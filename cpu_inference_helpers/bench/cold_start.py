@@ -1,0 +1,210 @@
+"""Cold start: a fresh process, from its start to the first batch's logits, per mode; steady latency beside it.
+
+    python -m cpu_inference_helpers.bench.cold_start [--questions 8] [--max_seq_length 384] [--output_dir ...]
+
+Each row is one fresh Python process (or the C++ program) timed from spawn by the parent: interpreter
+start and imports, loading the model (or only the tokenizer, for a saved file), preparing it (nothing,
+trace, compile, export) or loading the saved file, then the first batch (the windows of the first
+`--questions` packaged SQuAD questions); then the median of `--repeats` further calls of the same
+batch. The saved files (a TorchScript file and an AOTInductor package) are built once beforehand, in
+a process of their own, as a deployment would build them. Rows are measured one after the other on a
+shared machine: compare them within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+logger = logging.getLogger("cpu_inference_helpers.bench.cold_start")
+
+#: Rows of the table: name -> (how the process gets its model, the mode or file kind).
+PYTHON_ROWS = {
+    "eager": ("prepare", "eager"),
+    "jit": ("prepare", "jit"),
+    "ipex+jit": ("prepare", "ipex+jit"),
+    "compile": ("prepare", "compile"),
+    "export": ("prepare", "export"),
+    "jit (load saved .pt)": ("load", "model.pt"),
+    "export (load saved .pt2)": ("load", "model.pt2"),
+}
+CPP_ROWS = {"C++ TorchScript (.pt)": "model.pt", "C++ AOTInductor (.pt2)": "model.pt2"}
+
+
+@dataclass
+class ColdStart:
+    """One fresh process: seconds from spawn to each milestone, and the steady-state median after it."""
+
+    row: str
+    ran_as: str
+    imports_s: float  # interpreter start + imports (torch, transformers, the helpers)
+    load_s: float  # model + tokenizer (tokenizer only for a saved file)
+    prepare_s: float  # prepare_for_inference, or load_prepared
+    first_batch_s: float  # the first batch's logits
+    total_s: float  # spawn -> first batch's logits
+    steady_ms: float  # median latency of the next calls
+    note: str = ""
+
+
+def _batch(questions: int, max_seq_length: int, doc_stride: int):  # noqa: ANN202 - torch imported lazily
+    from cpu_inference_helpers.models import load_offline_tokenizer
+    from cpu_inference_helpers.qa import load_examples, prepare_validation_features
+
+    tokenizer = load_offline_tokenizer()
+    examples = load_examples()[0][:questions]
+    features = prepare_validation_features(examples, tokenizer, max_seq_length, doc_stride)
+    return features.inputs, tokenizer
+
+
+def _child(args: argparse.Namespace) -> int:
+    """One fresh process: time the milestones from the spawn time the parent passed."""
+    imports_done = time.time()
+    import torch
+
+    from cpu_inference_helpers.deployment import load_prepared
+    from cpu_inference_helpers.infra.timing import measure_latency
+    from cpu_inference_helpers.models import load_qa_model_and_tokenizer
+    from cpu_inference_helpers.optimize import prepare_for_inference
+
+    imports_done = max(imports_done, time.time())
+    how, what = PYTHON_ROWS[args.child]
+    inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
+    if how == "prepare":
+        model = load_qa_model_and_tokenizer(args.model_name_or_path).model
+    loaded = time.time()
+    ready = (prepare_for_inference(model, inputs, mode=what, warmup_steps=0) if how == "prepare"
+             else load_prepared(Path(args.files) / what))
+    prepared = time.time()
+    with torch.no_grad():
+        ready(**inputs)
+    first = time.time()
+    steady = measure_latency(ready, inputs, warmup=1, repeats=args.repeats)
+    result = ColdStart(args.child, ready.record.ran_as, imports_done - args.spawned, loaded - imports_done,
+                       prepared - loaded, first - prepared, first - args.spawned, steady.median * 1000)
+    print(json.dumps(asdict(result)))
+    return 0
+
+
+def _run_child(args: argparse.Namespace, row: str) -> ColdStart:
+    command = [sys.executable, "-m", "cpu_inference_helpers.bench.cold_start", "--child", row,
+               "--spawned", repr(time.time()), *_shared_flags(args)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"the {row} process failed: {result.stderr.strip()[-2000:]}")
+    return ColdStart(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _shared_flags(args: argparse.Namespace) -> list[str]:
+    return ["--model_name_or_path", args.model_name_or_path, "--questions", str(args.questions),
+            "--max_seq_length", str(args.max_seq_length), "--doc_stride", str(args.doc_stride),
+            "--repeats", str(args.repeats), "--files", str(args.files)]
+
+
+def _build_files(args: argparse.Namespace) -> None:
+    """The saved TorchScript file and AOTInductor package, built in this (parent) process."""
+    from cpu_inference_helpers.deployment import save_prepared
+    from cpu_inference_helpers.models import load_qa_model_and_tokenizer
+    from cpu_inference_helpers.optimize import prepare_for_inference
+
+    inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
+    model = load_qa_model_and_tokenizer(args.model_name_or_path).model
+    files = Path(args.files)
+    save_prepared(prepare_for_inference(model, inputs, mode="jit"), files / "model.pt")
+    save_prepared(prepare_for_inference(model, inputs, mode="export", package_path=files / "model.pt2"),
+                  files / "model.pt2")
+
+
+def _cpp_rows(args: argparse.Namespace) -> list[ColdStart]:
+    from cpu_inference_helpers.deployment import build_deploy_program, deploy_build_problem, run_deploy_program
+
+    problem = deploy_build_problem()
+    if problem:
+        logger.warning("C++ rows skipped: %s", problem)
+        return []
+    binary = build_deploy_program(Path(args.files) / "build")
+    inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
+    rows = []
+    for row, file in CPP_ROWS.items():
+        run = run_deploy_program(binary, Path(args.files) / file, inputs, repeats=args.repeats)
+        startup = run.process_seconds - run.main_seconds  # exec + libtorch's loading, before main
+        rows.append(ColdStart(row, "jit" if file.endswith(".pt") else "export", startup, 0.0, run.load_seconds,
+                              run.first_call_seconds, run.process_seconds, run.steady_median_seconds * 1000,
+                              "no Python; tokens written by Python beforehand"))
+    return rows
+
+
+def format_table(rows: list[ColdStart]) -> str:
+    """A Markdown table of the rows."""
+    lines = ["| process | runs as | imports s | load s | prepare / load file s | first batch s | "
+             "spawn to first logits s | steady ms |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row.row} | {row.ran_as} | {row.imports_s:.2f} | {row.load_s:.2f} | {row.prepare_s:.2f} | "
+                     f"{row.first_batch_s:.2f} | **{row.total_s:.2f}** | {row.steady_ms:.0f} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.bench.cold_start", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--model_name_or_path", default="minilm-squad")
+    parser.add_argument("--questions", type=int, default=8, help="packaged questions in the batch (%(default)s)")
+    parser.add_argument("--max_seq_length", type=int, default=384)
+    parser.add_argument("--doc_stride", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=10, help="steady-state calls per process (%(default)s)")
+    parser.add_argument("--rows", help=f"comma-separated rows (default: all): {', '.join([*PYTHON_ROWS, *CPP_ROWS])}")
+    parser.add_argument("--output_dir", default="results/cold-start")
+    parser.add_argument("--files", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(PYTHON_ROWS), help=argparse.SUPPRESS)
+    parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run every row in a fresh process, print the table, write cold-start.json and .md."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args)
+    from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+    from cpu_inference_helpers.techniques.capabilities import detect_capabilities
+
+    configure_cli_logging()
+    wanted = [name.strip() for name in args.rows.split(",")] if args.rows else [*PYTHON_ROWS, *CPP_ROWS]
+    unknown = [name for name in wanted if name not in PYTHON_ROWS and name not in CPP_ROWS]
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}: choose from {', '.join([*PYTHON_ROWS, *CPP_ROWS])}")
+    if args.questions < 1 or args.repeats < 1:
+        parser.error("--questions and --repeats must be at least 1")
+    output = Path(args.output_dir)
+    args.files = str(output / "files")
+    output.mkdir(parents=True, exist_ok=True)
+    logger.info("building the saved TorchScript file and AOTInductor package in %s", args.files)
+    _build_files(args)
+    rows = [_run_child(args, row) for row in wanted if row in PYTHON_ROWS]
+    if any(row in CPP_ROWS for row in wanted):
+        rows += [row for row in _cpp_rows(args) if row.row in wanted]
+    cpu = detect_capabilities()
+    import torch
+
+    header = (f"cold start, {args.model_name_or_path}, {args.questions} questions at seq {args.max_seq_length} "
+              f"(stride {args.doc_stride}); {cpu.model_name}, {cpu.torch_threads} threads, torch {torch.__version__}; "
+              f"{datetime.date.today().isoformat()}")
+    table = format_table(rows)
+    print(header + "\n\n" + table)
+    median_python = statistics.median(row.total_s for row in rows) if rows else 0.0
+    (output / "cold-start.json").write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows],
+                                                        "median_total_s": median_python}, indent=2) + "\n")
+    (output / "cold-start.md").write_text(header + "\n\n" + table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

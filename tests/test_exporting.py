@@ -1,0 +1,185 @@
+"""Mode export (torch.export + AOTInductor): parity, dynamic shapes, bf16, int8, its fallbacks, saving and loading."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+import torch
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+from cpu_inference_helpers.deployment import load_prepared, save_prepared
+from cpu_inference_helpers.modes import ModeSpec
+from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.registry import PATHS, BuildOptions, BuildRequest, inductor_compiler_available
+from cpu_inference_helpers.techniques.capabilities import cached_capabilities
+from cpu_inference_helpers.techniques.deprecations import TORCHSCRIPT
+from cpu_inference_helpers.techniques.exporting import SkipsMaskWhenUnpadded, export_refusal, load_package
+from cpu_inference_helpers.techniques.parity import max_abs_difference
+from cpu_inference_helpers.techniques.tracing import trace_model
+
+pytestmark = pytest.mark.skipif(not inductor_compiler_available(), reason="AOTInductor needs a C++ compiler")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, example_batch, tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "tiny.pt2"
+    return prepare_for_inference(tiny_model, example_batch, mode="export", package_path=path), path
+
+
+def _resized(batch: dict[str, torch.Tensor], rows: int, length: int) -> dict[str, torch.Tensor]:
+    return {name: tensor.repeat(2, 1)[:rows, :length] for name, tensor in batch.items()}
+
+
+def test_export_matches_eager_at_the_example_and_at_other_batch_sizes_and_lengths(exported, tiny_model, example_batch):
+    ready, path = exported
+    assert ready.record.ran_as == "export" and not ready.record.fell_back, ready.record.summary()
+    assert path.is_file() and "dynamic batch and sequence" in ready.record.applied[-1]
+    for rows, length in [(2, 32), (1, 32), (3, 20), (4, 7)]:  # one package for every shape
+        inputs = _resized(example_batch, rows, length)
+        with torch.no_grad():
+            expected = tiny_model(**inputs)
+        outputs = ready(**inputs)
+        assert type(outputs) is QuestionAnsweringModelOutput
+        assert outputs.start_logits.shape == (rows, length)
+        assert max_abs_difference(expected, outputs) < 1e-4
+
+
+def test_the_package_names_its_inputs_and_outputs_and_refuses_others(exported, example_batch):
+    _, path = exported
+    package = load_package(path)
+    assert package.input_names == list(example_batch) and package.output_names == ["start_logits", "end_logits"]
+    with pytest.raises(ValueError, match="missing attention_mask"):
+        package(**{name: tensor for name, tensor in example_batch.items() if name != "attention_mask"})
+
+
+def test_bf16_export_computes_in_bf16(tiny_model, example_batch):
+    # An autocast context around torch.export is ignored (it would export fp32): the region must be inside forward.
+    ready = prepare_for_inference(tiny_model, example_batch, mode="export", precision="bf16", allow_emulated_bf16=True)
+    assert ready.record.ran_as == "export:bf16", ready.record.summary()
+    outputs = ready(**example_batch)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = tiny_model(**example_batch)
+    assert outputs.start_logits.dtype == torch.bfloat16
+    assert max_abs_difference(autocast, outputs) < 0.1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: torch 2.8 loses errors raised in autocast regions
+def test_export_refuses_a_branch_on_data_naming_its_line_and_falls_back_to_eager(precision, caplog):
+    model = SkipsMaskWhenUnpadded().eval()
+    example = {"input_ids": torch.randint(0, 99, (2, 16)), "attention_mask": torch.ones(2, 16, dtype=torch.long)}
+    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers"):
+        ready = prepare_for_inference(model, example, mode="export", precision=precision,
+                                      allow_emulated_bf16=True if precision == "bf16" else None)
+    assert ready.record.ran_as == ModeSpec("eager", precision).name
+    assert [s.step for s in ready.record.fallbacks] == ["export"]
+    reason = ready.record.fallbacks[0].reason
+    assert "data-dependent" in reason and "if attention_mask.all():" in reason and "exporting.py:" in reason
+    assert "torch.export not applied" in caplog.text
+    padded = dict(example, attention_mask=torch.tensor([[1] * 12 + [0] * 4] * 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        expected = model(**padded)["logits"]
+    assert torch.equal(ready(**padded)["logits"], expected)  # eager: right on every input
+
+
+def test_trace_bakes_the_branch_in_and_the_contrasting_input_check_catches_it():
+    model = SkipsMaskWhenUnpadded().eval()
+    example = {"input_ids": torch.randint(0, 99, (2, 16)), "attention_mask": torch.ones(2, 16, dtype=torch.long)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example_kwarg_inputs=example, strict=False)
+    padded = dict(example, attention_mask=torch.tensor([[1] * 12 + [0] * 4] * 2))
+    assert not torch.allclose(traced(**padded)["logits"], model(**padded)["logits"])  # silently wrong
+    built = trace_model(model, example)
+    assert built.mode == "eager" and "on another input it differs from eager" in built.reason
+
+
+def test_export_refusal_reads_the_user_line_from_exports_message():
+    error = RuntimeError('Could not guard on data-dependent expression Eq(u0, 1) (unhinted: Eq(u0, 1)).\n'
+                         'The following call raised this error:\n'
+                         '  File "/site-packages/torch/x.py", line 3, in inner\n    pass\n'
+                         '  File "/home/me/model.py", line 41, in forward\n    if x.sum() > 0:  # why\n')
+    assert export_refusal(error) == ("RuntimeError: Could not guard on data-dependent expression Eq(u0, 1) "
+                                     "(at model.py:41 in forward: if x.sum() > 0:)")
+
+
+def test_a_failed_export_leaves_an_earlier_package_untouched(exported):
+    _, path = exported
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    model = SkipsMaskWhenUnpadded().eval()
+    example = {"input_ids": torch.randint(0, 99, (1, 8)), "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+    ready = prepare_for_inference(model, example, mode="export", package_path=path)
+    assert ready.record.fell_back
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert not list(path.parent.glob("*.partial*"))
+
+
+def test_the_saved_package_loads_and_answers_the_same_in_a_fresh_process(exported, example_batch, tmp_path):
+    ready, _ = exported
+    saved = save_prepared(ready, tmp_path / "model.pt2")
+    torch.save(example_batch, tmp_path / "inputs.pt")
+    script = textwrap.dedent(f"""
+        import torch
+        from cpu_inference_helpers.deployment import load_prepared
+        ready = load_prepared({str(saved)!r})
+        outputs = ready(**torch.load({str(tmp_path / 'inputs.pt')!r}))
+        torch.save({{"start": outputs.start_logits, "end": outputs.end_logits, "type": type(outputs).__name__,
+                    "ran_as": ready.record.ran_as, "applied": ready.record.applied}}, {str(tmp_path / 'out.pt')!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    fresh = torch.load(tmp_path / "out.pt")
+    expected = ready(**example_batch)
+    assert fresh["type"] == "QuestionAnsweringModelOutput" and fresh["ran_as"] == "export"
+    assert fresh["applied"][-1] == "loaded from model.pt2"
+    assert torch.equal(fresh["start"], expected.start_logits) and torch.equal(fresh["end"], expected.end_logits)
+
+
+def test_jit_saves_and_loads_as_torchscript_and_notes_its_deprecation(tiny_model, example_batch, tmp_path):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="jit")
+    assert TORCHSCRIPT.note() in ready.record.notes  # told once, in the record
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # and not as a warning per call
+        loaded = load_prepared(save_prepared(ready, tmp_path / "model.pt"))
+    outputs = loaded(**example_batch)
+    assert type(outputs) is QuestionAnsweringModelOutput and loaded.record.ran_as == "jit"
+    # (close, not equal: TorchScript's profiling executor optimises a graph after its first calls, in each process)
+    assert max_abs_difference(ready(**example_batch), outputs) < 1e-5
+
+
+def test_saving_refuses_what_has_no_standalone_file(tiny_model, example_batch, tmp_path):
+    eager = prepare_for_inference(tiny_model, example_batch, mode="eager")
+    with pytest.raises(ValueError, match="no standalone file"):
+        save_prepared(eager, tmp_path / "model.pt2")
+    jit = prepare_for_inference(tiny_model, example_batch, mode="jit")
+    with pytest.raises(ValueError, match=r"\.pt file"):
+        save_prepared(jit, tmp_path / "model.pt2")
+    with pytest.raises(FileNotFoundError, match="nothing saved"):
+        load_prepared(tmp_path / "absent.pt2")
+    with pytest.raises(ValueError, match="jit would ignore the option.*package_path.*honoured by export"):
+        prepare_for_inference(tiny_model, example_batch, mode="jit", package_path=tmp_path / "x.pt2")
+
+
+def test_export_int8_runs_torchao_or_falls_back_to_dynamic_int8(tiny_model, example_batch, caplog):
+    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers"):
+        ready = prepare_for_inference(tiny_model, example_batch, mode="export", precision="int8")
+    if importlib.util.find_spec("torchao") is None:
+        assert ready.record.ran_as == "eager:int8"
+        assert ready.record.fallbacks[0].step == "export:int8" and "torchao is not installed" in caplog.text
+    else:
+        assert ready.record.ran_as == "export:int8", ready.record.summary()
+        with torch.no_grad():
+            eager = tiny_model(**example_batch)
+        assert max_abs_difference(eager, ready(**example_batch)) < 0.5  # int8 moves logits, not answers
+
+
+def test_export_bf32_builds_fp32_and_says_why(tiny_model, example_batch):
+    request = BuildRequest(tiny_model, dict(example_batch), BuildOptions(), cached_capabilities())
+    built = PATHS[ModeSpec("export", "bf32")].build(request)
+    assert built.mode == "export" and built.precision == "fp32"
+    assert built.fallbacks[0].step == "precision" and "compiled in" in built.fallbacks[0].reason
