@@ -4,6 +4,7 @@
 #                (torch 2.13 + transformers 5, no IPEX); each runs the unit tests and the notebooks
 #   make lab     JupyterLab on notebooks/
 #   make bench   the performance benchmark: every path vs eager fp32, the peers and the matmul roofline
+#   make cold-start  a fresh process to the first answer per mode, and the C++ program
 #   make train   re-train the shipped QA checkpoint minilm-squad in its two stages (resumable; ~3 h on 2 cores)
 # STACK=modern selects the modern stack for qa, lab, info and test-stack (default: legacy).
 PYTHON ?= python3.11
@@ -34,9 +35,9 @@ TRAIN_OUTPUT ?= results/train
 SHARED_DATA ?= ../shared/data
 # The notebooks read their sizes from TUTORIAL_* variables: tests run them small, JupyterLab full size.
 NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 TUTORIAL_CALIBRATION_WINDOWS=16 \
-	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
+	TUTORIAL_COLD_START_ROWS=eager,export-saved,cpp-export TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
-.PHONY: qa test test-stack lab info bench train clean
+.PHONY: qa test test-stack lab info bench cold-start train clean
 
 $(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,10 @@ test-stack: $(STAMP)
 	$(PY) -m ruff check cpu_inference_helpers tests scripts
 	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest $(NBVAL) --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+# A fresh process to the first answer, per mode, and the C++ program (deploy/qa_logits.cpp); ~5 minutes.
+cold-start: $(STAMP)
+	$(PY) -m cpu_inference_helpers.bench.cold_start --output_dir results/cold-start-$(STACK)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -6,11 +6,13 @@ Copy-paste friendly entry points:
     print(detect_capabilities().summary())
     ready = prepare_for_inference(model, example_inputs, precision="bf16")  # mode="auto": fastest that works here
     outputs = ready(**inputs)  # the model's ModelOutput
+    save_prepared(prepare_for_inference(model, example_inputs, mode="export"), "qa.pt2")  # load_prepared("qa.pt2")
 
 The front door and its table of paths, the building blocks each path is made of (for readers who want
 one technique), and what inspects or measures them; the QA pieces are in `cpu_inference_helpers.qa`.
 """
 
+from cpu_inference_helpers.deployment import load_prepared, save_prepared
 from cpu_inference_helpers.infra.timing import LatencyStats, break_even_samples, interleaved_latency, measure_latency
 from cpu_inference_helpers.models import (
     LoadedModel,
@@ -24,6 +26,7 @@ from cpu_inference_helpers.record import Built, OptimizationRecord, Step
 from cpu_inference_helpers.registry import PATHS, auto_plan, honoured_options
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, cached_capabilities, detect_capabilities
 from cpu_inference_helpers.techniques.compiling import compile_model, linear_kernels, reads_linear_weights_each_call
+from cpu_inference_helpers.techniques.exporting import export_model, load_package
 from cpu_inference_helpers.techniques.graph_inspection import describe_fusions, executed_graph, fused_ops, op_counts
 from cpu_inference_helpers.techniques.ipex_support import DISABLE_ENV_VAR as IPEX_DISABLE_ENV_VAR
 from cpu_inference_helpers.techniques.ipex_support import IpexStatus, optimize_with_ipex, probe_ipex
@@ -56,6 +59,7 @@ __all__ = [
     "describe_fusions",
     "detect_capabilities",
     "executed_graph",
+    "export_model",
     "forward_parameter_names",
     "fused_ops",
     "honoured_options",
@@ -63,6 +67,8 @@ __all__ = [
     "interleaved_latency",
     "linear_kernels",
     "load_offline_tokenizer",
+    "load_package",
+    "load_prepared",
     "load_qa_model_and_tokenizer",
     "max_abs_difference",
     "measure_latency",
@@ -74,5 +80,6 @@ __all__ = [
     "quantize_linear_by_hand",
     "reads_linear_weights_each_call",
     "resolve_precision",
+    "save_prepared",
     "trace_model",
 ]

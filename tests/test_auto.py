@@ -81,3 +81,15 @@ def test_auto_precision_takes_bf16_only_with_native_support(machine, expected, t
     assert ready.record.choices[0].step == "precision"
     assert ready.record.choices[0].reason.startswith(f"precision auto: {expected}")
     assert ready.record.requested_precision == "auto" and ready.precision == expected
+
+
+def test_auto_plans_for_the_process_lifetime(ipex_disabled):
+    long_running = [mode for mode, _ in auto_plan()]
+    assert long_running[-2:] == ["jit", "eager"]
+    if inductor_compiler_available():  # compiled paths first where Inductor can build; export after compile
+        assert long_running[:2] == ["compile", "export"]
+    short_lived = auto_plan(process="short-lived")
+    assert [mode for mode, _ in short_lived] == ["jit", "eager"]  # nothing that compiles in every fresh process
+    assert "saved export package" in short_lived[0][1]
+    with pytest.raises(ValueError, match="long-running"):
+        auto_plan(process="forever")

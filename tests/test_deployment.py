@@ -32,8 +32,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def program(tmp_path_factory):
-    return build_deploy_program(tmp_path_factory.mktemp("deploy-build"))
+def program():
+    return build_deploy_program()  # cached per source and torch version, like the notebook's
 
 
 @pytest.fixture(scope="module")

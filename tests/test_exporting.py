@@ -51,6 +51,14 @@ def test_export_matches_eager_at_the_example_and_at_other_batch_sizes_and_length
         assert max_abs_difference(expected, outputs) < 1e-4
 
 
+def test_a_batch_of_one_example_exports_a_dynamic_batch(tiny_model, example_batch):
+    one = {name: tensor[:1] for name, tensor in example_batch.items()}  # export would specialise a size-1 dim
+    ready = prepare_for_inference(tiny_model, one, mode="export")
+    assert ready.record.ran_as == "export", ready.record.summary()
+    with torch.no_grad():
+        assert max_abs_difference(tiny_model(**example_batch), ready(**example_batch)) < 1e-4
+
+
 def test_the_package_names_its_inputs_and_outputs_and_refuses_others(exported, example_batch):
     _, path = exported
     package = load_package(path)

@@ -20,7 +20,7 @@ def comparison_run(tmp_path_factory):
     output = tmp_path_factory.mktemp("qa")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        status = main([*TINY, "--output_dir", str(output), "--modes", "eager,jit,ipex,ipex+jit,jit:bf16"])
+        status = main([*TINY, "--output_dir", str(output), "--modes", "eager,jit,ipex,ipex+jit,export,jit:bf16"])
     return status, output, printed.getvalue()
 
 
@@ -29,7 +29,7 @@ def test_writes_table_json_csv_and_plot(comparison_run):
     assert status == 0
     payload = json.loads((output / "results.json").read_text())
     names = [r["name"] for r in payload["results"]]
-    assert names == ["eager", "jit", "ipex", "ipex+jit", "jit:bf16"]
+    assert names == ["eager", "jit", "ipex", "ipex+jit", "export", "jit:bf16"]
     assert payload["metadata"]["random_weights"] is True and payload["metadata"]["questions"] == 12
     assert payload["metadata"]["threads"] >= 1
     rows = list(csv.DictReader((output / "results.csv").open()))
@@ -71,7 +71,7 @@ def test_writes_run_qa_files_per_mode(comparison_run):
 def test_fp32_modes_give_the_same_answers_as_eager(comparison_run):
     _, output, _ = comparison_run
     results = {r["name"]: r for r in json.loads((output / "results.json").read_text())["results"]}
-    for name in ("jit", "ipex", "ipex+jit"):
+    for name in ("jit", "ipex", "ipex+jit", "export"):  # export: the comparison runs the loaded package
         assert results[name]["same_answers_as_eager"] == 1.0
         assert results[name]["max_logit_diff_vs_eager"] < 1e-4
         assert results[name]["exact_match"] == results["eager"]["exact_match"]

@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import logging
-import statistics
 import subprocess
 import sys
 import time
@@ -26,17 +25,18 @@ from pathlib import Path
 
 logger = logging.getLogger("cpu_inference_helpers.bench.cold_start")
 
-#: Rows of the table: name -> (how the process gets its model, the mode or file kind).
+#: Python rows: id -> (what the table calls it, how the process gets its model, the mode or the saved file).
 PYTHON_ROWS = {
-    "eager": ("prepare", "eager"),
-    "jit": ("prepare", "jit"),
-    "ipex+jit": ("prepare", "ipex+jit"),
-    "compile": ("prepare", "compile"),
-    "export": ("prepare", "export"),
-    "jit (load saved .pt)": ("load", "model.pt"),
-    "export (load saved .pt2)": ("load", "model.pt2"),
+    "eager": ("eager", "prepare", "eager"),
+    "jit": ("jit", "prepare", "jit"),
+    "ipex+jit": ("ipex+jit", "prepare", "ipex+jit"),
+    "compile": ("compile", "prepare", "compile"),
+    "export": ("export", "prepare", "export"),
+    "jit-saved": ("jit (load saved .pt)", "load", "model.pt"),
+    "export-saved": ("export (load saved .pt2)", "load", "model.pt2"),
 }
-CPP_ROWS = {"C++ TorchScript (.pt)": "model.pt", "C++ AOTInductor (.pt2)": "model.pt2"}
+#: C++ rows: id -> (what the table calls it, the saved file the program loads).
+CPP_ROWS = {"cpp-jit": ("C++ TorchScript (.pt)", "model.pt"), "cpp-export": ("C++ AOTInductor (.pt2)", "model.pt2")}
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _child(args: argparse.Namespace) -> int:
     from cpu_inference_helpers.optimize import prepare_for_inference
 
     imports_done = max(imports_done, time.time())
-    how, what = PYTHON_ROWS[args.child]
+    title, how, what = PYTHON_ROWS[args.child]
     inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
     if how == "prepare":
         model = load_qa_model_and_tokenizer(args.model_name_or_path).model
@@ -87,7 +87,7 @@ def _child(args: argparse.Namespace) -> int:
         ready(**inputs)
     first = time.time()
     steady = measure_latency(ready, inputs, warmup=1, repeats=args.repeats)
-    result = ColdStart(args.child, ready.record.ran_as, imports_done - args.spawned, loaded - imports_done,
+    result = ColdStart(title, ready.record.ran_as, imports_done - args.spawned, loaded - imports_done,
                        prepared - loaded, first - prepared, first - args.spawned, steady.median * 1000)
     print(json.dumps(asdict(result)))
     return 0
@@ -96,6 +96,7 @@ def _child(args: argparse.Namespace) -> int:
 def _run_child(args: argparse.Namespace, row: str) -> ColdStart:
     command = [sys.executable, "-m", "cpu_inference_helpers.bench.cold_start", "--child", row,
                "--spawned", repr(time.time()), *_shared_flags(args)]
+    # a fresh process, not this one's state: only the environment travels (threads: OMP_NUM_THREADS, affinity)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"the {row} process failed: {result.stderr.strip()[-2000:]}")
@@ -122,21 +123,25 @@ def _build_files(args: argparse.Namespace) -> None:
                   files / "model.pt2")
 
 
-def _cpp_rows(args: argparse.Namespace) -> list[ColdStart]:
+def _cpp_rows(args: argparse.Namespace, wanted: list[str]) -> list[ColdStart]:
     from cpu_inference_helpers.deployment import build_deploy_program, deploy_build_problem, run_deploy_program
 
     problem = deploy_build_problem()
     if problem:
         logger.warning("C++ rows skipped: %s", problem)
         return []
-    binary = build_deploy_program(Path(args.files) / "build")
+    binary = build_deploy_program()
     inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
     rows = []
-    for row, file in CPP_ROWS.items():
-        run = run_deploy_program(binary, Path(args.files) / file, inputs, repeats=args.repeats)
-        startup = run.process_seconds - run.main_seconds  # exec + libtorch's loading, before main
-        rows.append(ColdStart(row, "jit" if file.endswith(".pt") else "export", startup, 0.0, run.load_seconds,
-                              run.first_call_seconds, run.process_seconds, run.steady_median_seconds * 1000,
+    for row_id, (title, file) in CPP_ROWS.items():
+        if row_id not in wanted:
+            continue
+        # the cold run ends with the first logits (no further calls); a second process measures the steady state
+        cold = run_deploy_program(binary, Path(args.files) / file, inputs)
+        steady = run_deploy_program(binary, Path(args.files) / file, inputs, repeats=args.repeats)
+        startup = cold.process_seconds - cold.main_seconds  # exec, libtorch's loading before main, and exit
+        rows.append(ColdStart(title, "jit" if file.endswith(".pt") else "export", startup, 0.0, cold.load_seconds,
+                              cold.first_call_seconds, cold.process_seconds, steady.steady_median_seconds * 1000,
                               "no Python; tokens written by Python beforehand"))
     return rows
 
@@ -167,6 +172,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class ColdStartSettings:
+    """What every row measures: the model, the batch (first `questions` packaged questions), the steady calls."""
+
+    model_name_or_path: str = "minilm-squad"
+    questions: int = 8
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    repeats: int = 10
+
+
+ALL_ROWS = (*PYTHON_ROWS, *CPP_ROWS)
+
+
+def measure_cold_start(settings: ColdStartSettings, work_dir: str | Path, rows: list[str] | None = None,
+                       progress: bool = False) -> list[ColdStart]:
+    """Build the saved files in `work_dir`, then time each row (default: all) in a fresh process, in order.
+
+    Raises ValueError for an unknown row or a setting below 1, before any work.
+    """
+    wanted = list(rows) if rows else list(ALL_ROWS)
+    unknown = [name for name in wanted if name not in ALL_ROWS]
+    if unknown:
+        raise ValueError(f"unknown cold-start row(s) {', '.join(unknown)}: choose from {', '.join(ALL_ROWS)}")
+    if settings.questions < 1 or settings.repeats < 1:
+        raise ValueError("questions and repeats must be at least 1")
+    from tqdm.auto import tqdm
+
+    files = Path(work_dir) / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    args = argparse.Namespace(**asdict(settings), files=str(files))
+    logger.info("building the saved TorchScript file and AOTInductor package in %s", files)
+    _build_files(args)
+    results = []
+    python_rows = [row for row in wanted if row in PYTHON_ROWS]
+    for row in tqdm(python_rows, desc="fresh processes", disable=not progress):
+        results.append(_run_child(args, row))
+    if any(row in CPP_ROWS for row in wanted):
+        results += _cpp_rows(args, wanted)
+    return results
+
+
+def describe_setting(settings: ColdStartSettings) -> str:
+    """One line: the model, batch, CPU, threads, torch and date the rows were measured with."""
+    import torch
+
+    from cpu_inference_helpers.techniques.capabilities import cached_capabilities
+
+    cpu = cached_capabilities()
+    return (f"cold start, {settings.model_name_or_path}, {settings.questions} questions at seq "
+            f"{settings.max_seq_length} (stride {settings.doc_stride}); {cpu.model_name}, {cpu.torch_threads} threads, "
+            f"torch {torch.__version__}; {datetime.date.today().isoformat()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run every row in a fresh process, print the table, write cold-start.json and .md."""
     parser = build_parser()
@@ -174,34 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args)
     from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
-    from cpu_inference_helpers.techniques.capabilities import detect_capabilities
 
     configure_cli_logging()
-    wanted = [name.strip() for name in args.rows.split(",")] if args.rows else [*PYTHON_ROWS, *CPP_ROWS]
-    unknown = [name for name in wanted if name not in PYTHON_ROWS and name not in CPP_ROWS]
-    if unknown:
-        parser.error(f"unknown row(s) {', '.join(unknown)}: choose from {', '.join([*PYTHON_ROWS, *CPP_ROWS])}")
-    if args.questions < 1 or args.repeats < 1:
-        parser.error("--questions and --repeats must be at least 1")
+    settings = ColdStartSettings(args.model_name_or_path, args.questions, args.max_seq_length, args.doc_stride,
+                                 args.repeats)
     output = Path(args.output_dir)
-    args.files = str(output / "files")
-    output.mkdir(parents=True, exist_ok=True)
-    logger.info("building the saved TorchScript file and AOTInductor package in %s", args.files)
-    _build_files(args)
-    rows = [_run_child(args, row) for row in wanted if row in PYTHON_ROWS]
-    if any(row in CPP_ROWS for row in wanted):
-        rows += [row for row in _cpp_rows(args) if row.row in wanted]
-    cpu = detect_capabilities()
-    import torch
-
-    header = (f"cold start, {args.model_name_or_path}, {args.questions} questions at seq {args.max_seq_length} "
-              f"(stride {args.doc_stride}); {cpu.model_name}, {cpu.torch_threads} threads, torch {torch.__version__}; "
-              f"{datetime.date.today().isoformat()}")
-    table = format_table(rows)
+    try:
+        rows = measure_cold_start(settings, output, [name.strip() for name in args.rows.split(",")]
+                                  if args.rows else None, progress=True)
+    except ValueError as error:
+        parser.error(str(error))
+    header, table = describe_setting(settings), format_table(rows)
     print(header + "\n\n" + table)
-    median_python = statistics.median(row.total_s for row in rows) if rows else 0.0
-    (output / "cold-start.json").write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows],
-                                                        "median_total_s": median_python}, indent=2) + "\n")
+    (output / "cold-start.json").write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]},
+                                                       indent=2) + "\n")
     (output / "cold-start.md").write_text(header + "\n\n" + table + "\n")
     return 0
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 #: The message of torch's TorchScript DeprecationWarnings (torch 2.10+), as a `warnings` filter pattern.
 TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
 
@@ -33,9 +31,10 @@ TORCHSCRIPT = Deprecation(
     "torch.export + AOTInductor (mode 'export') or torch.compile (mode 'compile')",
     "the DeprecationWarning of torch/jit/_trace.py, _freeze.py and _serialization.py in torch 2.13")
 IPEX = Deprecation(
-    "Intel Extension for PyTorch", "discontinued: 2.8.0 (for torch 2.8) is its last release, repository archived",
-    "torch.compile or torch.export on native PyTorch (modes 'compile', 'export'); OpenVINO as a peer",
-    "intel/intel-extension-for-pytorch README")
+    "Intel Extension for PyTorch", "discontinued after 2.8 (for torch 2.8), announced 2025-10-10; repository "
+    "archived 2026-03-30", "torch.compile or torch.export on native PyTorch (modes 'compile', 'export'); OpenVINO "
+    "as a peer",
+    "intel/intel-extension-for-pytorch#867 (the announcement); the archive date as Comfy-Org/ComfyUI#13653 reports it")
 JIT_MODE_EVAL = Deprecation(
     "Trainer's --jit_mode_eval", "absent from transformers 5 (5.24 checked; present in 4.56)",
     "--torch_compile", "transformers/training_args.py of 4.56.2 and 5.24.0")
@@ -45,12 +44,6 @@ USE_IPEX = Deprecation(
     "transformers/training_args.py of 4.56.2 and 5.24.0")
 
 ALL = (TORCHSCRIPT, IPEX, JIT_MODE_EVAL, USE_IPEX)
-
-
-def torchscript_warns() -> bool:
-    """Whether this torch warns on TorchScript calls (2.10 and later)."""
-    major, minor = (int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-    return (major, minor) >= (2, 10)
 
 
 def notes_for(mode: str, applied: list[str]) -> list[str]:

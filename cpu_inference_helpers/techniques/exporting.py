@@ -197,6 +197,11 @@ def export_package(
         output_names = list(_named_outputs(model(**inputs)))
     wrapper = _PositionalModel(model, list(inputs), output_names, autocast=name == "bf16").eval()
     shapes = _dynamic_shapes(inputs, _sequence_bound(model)) if dynamic else None
+    if dynamic and any(tensor.dim() >= 1 and tensor.shape[0] == 1 for tensor in inputs.values()):
+        # export specialises a dimension of size 1 (it cannot tell 1 from "any"): a batch of one example is
+        # traced as two copies of it, which builds the same graph with a dynamic batch dimension
+        inputs = {key: tensor.repeat(2, *[1] * (tensor.dim() - 1)) if tensor.dim() >= 1 else tensor
+                  for key, tensor in inputs.items()}
     # When export refuses a model it logs and prints (to sys.stderr) the graph it was building; the refusal it
     # raises says what and where, so that partial graph is kept out of the reader's output.
     with logger_level("torch.fx.experimental.symbolic_shapes"), contextlib.redirect_stderr(io.StringIO()):
@@ -207,11 +212,14 @@ def export_package(
     path.parent.mkdir(parents=True, exist_ok=True)
     # written beside it and renamed: a failed compile leaves an earlier package untouched
     partial = path.with_name(path.stem + ".partial" + PACKAGE_SUFFIX)
-    written = torch._inductor.aoti_compile_and_package(
-        exported, package_path=str(partial),
-        inductor_configs={"freezing": freeze, "aot_inductor.metadata": metadata},
-    )
-    Path(written).replace(path)
+    try:
+        written = torch._inductor.aoti_compile_and_package(
+            exported, package_path=str(partial),
+            inductor_configs={"freezing": freeze, "aot_inductor.metadata": metadata},
+        )
+        Path(written).replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
@@ -251,8 +259,9 @@ def export_model(
         try:
             export_package(model, inputs, path, dtype=name, freeze=freeze, dynamic=dynamic)
         except Exception as error:  # export's UserError, GuardOnDataDependentSymNode, Inductor's errors...
-            raise ExportRefused(export_refusal(error) + "; torch.compile (mode 'compile') breaks the graph there "
-                                "instead of refusing") from error
+            hint = ("; torch.compile (mode 'compile') breaks the graph there instead of refusing"
+                    if "data-dependent" in str(error) else "")
+            raise ExportRefused(export_refusal(error) + hint) from error
         timings["export"] = time.perf_counter() - start
         packaged = load_package(path)
         if temporary:
