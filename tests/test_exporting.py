@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import requires_ipex
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers.deployment import load_prepared, save_prepared
@@ -191,3 +192,22 @@ def test_export_bf32_builds_fp32_and_says_why(tiny_model, example_batch):
     built = PATHS[ModeSpec("export", "bf32")].build(request)
     assert built.mode == "export" and built.precision == "fp32"
     assert built.fallbacks[0].step == "precision" and "compiled in" in built.fallbacks[0].reason
+
+
+@requires_ipex
+def test_an_ipex_graph_loads_in_a_fresh_process_that_imports_ipex_first(tiny_model, example_batch, tmp_path):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="ipex+jit", auto_kernel_selection=True)
+    assert ready.record.ran_as == "ipex+jit", ready.record.summary()
+    saved = save_prepared(ready, tmp_path / "ipex.pt")
+    torch.save(example_batch, tmp_path / "inputs.pt")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from cpu_inference_helpers.deployment import load_prepared
+        assert "intel_extension_for_pytorch" not in sys.modules
+        ready = load_prepared({str(saved)!r})  # imports IPEX: its operators must exist before torch.jit.load
+        torch.save(ready(**torch.load({str(tmp_path / 'inputs.pt')!r})).start_logits, {str(tmp_path / 'out.pt')!r})
+        print(ready.record.ran_as, "intel_extension_for_pytorch" in sys.modules)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert result.stdout.split()[-2:] == ["ipex+jit", "True"]
+    assert max_abs_difference(ready(**example_batch).start_logits, torch.load(tmp_path / "out.pt")) < 1e-4
