@@ -5,6 +5,7 @@
 #   make lab     JupyterLab on notebooks/
 #   make bench   the performance benchmark: every path vs eager fp32, the peers and the matmul roofline
 #   make cold-start  a fresh process to the first answer per mode, and the C++ program
+#   make deploy  build the C++ program deploy/qa_logits.cpp against the stack's torch wheel (into build/)
 #   make train   re-train the shipped QA checkpoint minilm-squad in its two stages (resumable; ~3 h on 2 cores)
 # STACK=modern selects the modern stack for qa, lab, info and test-stack (default: legacy).
 PYTHON ?= python3.11
@@ -37,7 +38,7 @@ SHARED_DATA ?= ../shared/data
 NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 TUTORIAL_CALIBRATION_WINDOWS=16 \
 	TUTORIAL_COLD_START_ROWS=eager,export-saved,cpp-export TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
-.PHONY: qa test test-stack lab info bench cold-start train clean
+.PHONY: qa test test-stack lab info bench cold-start deploy train clean
 
 $(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +64,10 @@ test-stack: $(STAMP)
 # A fresh process to the first answer, per mode, and the C++ program (deploy/qa_logits.cpp); ~5 minutes.
 cold-start: $(STAMP)
 	$(PY) -m cpu_inference_helpers.bench.cold_start --output_dir results/cold-start-$(STACK)
+
+# The C++ program deploy/qa_logits.cpp, built with g++ against this stack's torch wheel, into build/.
+deploy: $(STAMP)
+	$(PY) -c "from cpu_inference_helpers.deployment import build_deploy_program as build; print(build('build'))"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
