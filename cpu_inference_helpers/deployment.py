@@ -107,6 +107,7 @@ def load_prepared(path: str | Path) -> InferenceModel:
     The record says what it was built as (`record.applied` gains "loaded from ..."); attributes of the
     eager model (`config`) are not available, as no eager model is loaded.
     """
+    start = time.perf_counter()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"nothing saved at {path}: save a prepared model there with save_prepared")
@@ -133,6 +134,7 @@ def load_prepared(path: str | Path) -> InferenceModel:
                                 precision=spec.precision, applied=[*applied, f"loaded from {path.name}"],
                                 choices=[Step(**step) for step in saved["record"]["choices"]] if saved else [])
     output_class = _import_class(saved["output_class"]) if saved else None
+    record.setup_seconds = time.perf_counter() - start  # loading the file: what a fresh process pays to prepare
     return InferenceModel(module, record, None, traced, output_class)
 
 

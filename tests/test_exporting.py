@@ -157,6 +157,7 @@ def test_jit_saves_and_loads_as_torchscript_and_notes_its_deprecation(tiny_model
         loaded = load_prepared(save_prepared(ready, tmp_path / "model.pt"))
     outputs = loaded(**example_batch)
     assert type(outputs) is QuestionAnsweringModelOutput and loaded.record.ran_as == "jit"
+    assert 0 < loaded.record.setup_seconds < ready.record.setup_seconds  # loading, not tracing again
     # (close, not equal: TorchScript's profiling executor optimises a graph after its first calls, in each process)
     assert max_abs_difference(ready(**example_batch), outputs) < 1e-5
 
