@@ -202,6 +202,15 @@ def _compile(precision: str) -> Callable[[BuildRequest], Built]:
     return build
 
 
+def _exported(model: torch.nn.Module, request: BuildRequest, precision: str) -> Built:
+    """`export_model` with the request's options (dynamic batch and sequence unless dynamic_shapes=False)."""
+    options = request.options
+    return export_model(model, request.inputs, dtype=precision, freeze=options.freeze,
+                        warmup_steps=options.warmup_steps, verify=options.verify,
+                        dynamic=True if options.dynamic_shapes is None else options.dynamic_shapes,
+                        package_path=options.package_path)
+
+
 def _export(precision: str) -> Callable[[BuildRequest], Built]:
     def build(request: BuildRequest) -> Built:
         if precision == BF32:  # the AOTInductor kernels are chosen when the package is compiled, not per call
@@ -209,11 +218,7 @@ def _export(precision: str) -> Callable[[BuildRequest], Built]:
                       "its kernels compiled in, so export builds fp32 (bf32 runs with jit, ipex+jit, compile)")
             logger.warning("%s", reason)
             return _with_fallback(_export("fp32")(request), Step("precision", reason))
-        options = request.options
-        exported = export_model(request.model, request.inputs, dtype=precision, freeze=options.freeze,
-                                warmup_steps=options.warmup_steps, verify=options.verify,
-                                dynamic=True if options.dynamic_shapes is None else options.dynamic_shapes,
-                                package_path=options.package_path)
+        exported = _exported(request.model, request, precision)
         if exported.fell_back:
             return _with_fallback(_eager(precision)(request), *exported.fallbacks)
         exported.applied[:0] = _precision_applied(precision)
@@ -302,44 +307,45 @@ def _warnings_ignored() -> Iterator[None]:
         yield
 
 
-def _compile_int8(request: BuildRequest) -> Built:
+def _torchao_int8(path: str, request: BuildRequest, build: Callable[[torch.nn.Module], Built], failure: str,
+                  missing_hint: str = "") -> Built:
+    """torchao's int8 quantization, then `build` on the quantized model; eager:int8 with the reason otherwise."""
     if importlib.util.find_spec("torchao") is None:
-        return _int8_fallback("compile:int8", _eager_int8, request, "torchao is not installed (pip install torchao)")
+        missing = "torchao is not installed (pip install torchao)" + missing_hint
+        return _int8_fallback(path, _eager_int8, request, missing)
     try:
         quantized = quantize_with_torchao(request.model)
     except Exception as error:  # noqa: BLE001
-        return _int8_fallback("compile:int8", _eager_int8, request, f"torchao's quantize_ failed: {_error_text(error)}")
+        return _int8_fallback(path, _eager_int8, request, f"torchao's quantize_ failed: {_error_text(error)}")
+    built = build(quantized)
+    if built.fell_back:
+        return _int8_fallback(path, _eager_int8, request, f"{failure}: {built.reason}")
+    return built
+
+
+def _compile_int8(request: BuildRequest) -> Built:
     options = request.options
-    # Checked against the torchao model run eagerly: the same int8 math, before Inductor fuses it.
-    compiled = compile_model(quantized, request.inputs, dtype=INT8, freezing=options.freeze,
-                             warmup_steps=options.warmup_steps, verify=options.verify)
-    if compiled.fell_back:
-        return _int8_fallback("compile:int8", _eager_int8, request,
-                              f"torch.compile of the torchao model failed: {compiled.reason}")
-    compiled.applied = ["torchao int8 dynamic activations + int8 weights, torch.compile"
-                        + (" (freezing)" if options.freeze else "")]
-    return compiled
+
+    def compile_quantized(quantized: torch.nn.Module) -> Built:
+        # Checked against the torchao model run eagerly: the same int8 math, before Inductor fuses it.
+        compiled = compile_model(quantized, request.inputs, dtype=INT8, freezing=options.freeze,
+                                 warmup_steps=options.warmup_steps, verify=options.verify)
+        compiled.applied = ["torchao int8 dynamic activations + int8 weights, torch.compile"
+                            + (" (freezing)" if options.freeze else "")]
+        return compiled
+
+    return _torchao_int8("compile:int8", request, compile_quantized, "torch.compile of the torchao model failed")
 
 
 def _export_int8(request: BuildRequest) -> Built:
-    if importlib.util.find_spec("torchao") is None:
-        return _int8_fallback("export:int8", _eager_int8, request, "torchao is not installed (pip install torchao); "
-                              "PyTorch's dynamic int8 Linear holds TorchScript objects that torch.export cannot take")
-    try:
-        quantized = quantize_with_torchao(request.model)
-    except Exception as error:  # noqa: BLE001
-        return _int8_fallback("export:int8", _eager_int8, request, f"torchao's quantize_ failed: {_error_text(error)}")
-    options = request.options
-    # Checked against the torchao model run eagerly: the same int8 math, before AOTInductor fuses it.
-    exported = export_model(quantized, request.inputs, dtype=INT8, freeze=options.freeze,
-                            warmup_steps=options.warmup_steps, verify=options.verify,
-                            dynamic=True if options.dynamic_shapes is None else options.dynamic_shapes,
-                            package_path=options.package_path)
-    if exported.fell_back:
-        return _int8_fallback("export:int8", _eager_int8, request,
-                              f"exporting the torchao model failed: {exported.reason}")
-    exported.applied[:0] = ["torchao int8 dynamic activations + int8 weights"]
-    return exported
+    def export_quantized(quantized: torch.nn.Module) -> Built:
+        # Checked against the torchao model run eagerly: the same int8 math, before AOTInductor fuses it.
+        exported = _exported(quantized, request, INT8)
+        exported.applied[:0] = ["torchao int8 dynamic activations + int8 weights"]
+        return exported
+
+    return _torchao_int8("export:int8", request, export_quantized, "exporting the torchao model failed",
+                         "; PyTorch's dynamic int8 Linear holds TorchScript objects that torch.export cannot take")
 
 
 # --- the table -----------------------------------------------------------------------------------------------
