@@ -4,6 +4,7 @@
 #                (torch 2.13 + transformers 5, no IPEX); each runs the unit tests and the notebooks
 #   make lab     JupyterLab on notebooks/
 #   make bench   the performance benchmark: every path vs eager fp32, the peers and the matmul roofline
+#   make throughput  aggregate samples/s of N pinned instances x K threads against one instance on every core
 #   make cold-start  a fresh process to the first answer per mode, and the C++ program
 #   make deploy  build the C++ program deploy/qa_logits.cpp against the stack's torch wheel (into build/)
 #   make train   re-train the shipped QA checkpoint minilm-squad in its two stages (resumable; ~3 h on 2 cores)
@@ -14,7 +15,7 @@ STACK ?= legacy
 ifeq ($(STACK),legacy)
 VENV := .venv
 REQUIREMENTS := pyproject.toml
-INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,notebooks,plots,hf,peers]'
+INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,notebooks,plots,hf,peers,ray]'
 # The legacy stack is where the stored notebook outputs come from: compare them strictly.
 NBVAL := --nbval
 else ifeq ($(STACK),modern)
@@ -38,7 +39,7 @@ SHARED_DATA ?= ../shared/data
 NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 TUTORIAL_CALIBRATION_WINDOWS=16 \
 	TUTORIAL_COLD_START_ROWS=eager,export-saved,cpp-export TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
-.PHONY: qa test test-stack lab info bench cold-start deploy train clean
+.PHONY: qa test test-stack lab info bench throughput cold-start deploy train clean
 
 $(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,11 @@ test-stack: $(STAMP)
 	$(PY) -m ruff check cpu_inference_helpers tests scripts
 	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest $(NBVAL) --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+# N instances x K threads pinned to disjoint cores against one instance on every core, per mode and batch size.
+throughput: $(STAMP)
+	$(PY) -m cpu_inference_helpers.bench.throughput --modes eager,jit,ipex+jit --batch_sizes 1,8,32 \
+		--output_dir results/throughput-$(STACK)
 
 # A fresh process to the first answer, per mode, and the C++ program (deploy/qa_logits.cpp); ~5 minutes.
 cold-start: $(STAMP)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,6 +39,9 @@ from cpu_inference_helpers.qa.evaluation import (
     evaluate_modes,
 )
 from cpu_inference_helpers.qa.report import format_table
+
+if TYPE_CHECKING:
+    from cpu_inference_helpers.qa.ray_engine import RayEngine
 
 logger = logging.getLogger("cpu_inference_helpers.run_qa")
 
@@ -97,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
                            "with the evaluated ones (default: the packaged 256 SQuADShifts new_wiki questions)")
     int8.add_argument("--calibration_windows", type=int, default=DEFAULT_CALIBRATION_WINDOWS,
                       help="windows to calibrate on (default: %(default)s)")
+    engine = parser.add_argument_group(
+        "engine (Ray Data batch inference; needs the ray extra: pip install 'cpu-inference-tutorial[ray]')")
+    engine.add_argument("--engine", choices=["process", "ray"], default="process",
+                        help="process: every mode in this process (default); ray: Ray Data's map_batches over a "
+                             "pool of worker actors, each loading the model once; same answers, same files")
+    engine.add_argument("--ray_address",
+                        help="an existing cluster (host:port of `ray start --head`, ray://host:port, or auto); "
+                             "default: start a local cluster with this machine's CPUs")
+    engine.add_argument("--workers", type=int, help="Ray actors (default: the cluster's CPUs / --threads_per_worker)")
+    engine.add_argument("--threads_per_worker", type=int, default=1,
+                        help="CPUs (torch threads) per actor (default: %(default)s)")
+    engine.add_argument("--questions_per_task", type=int, default=16,
+                        help="questions per map_batches call, never split across calls (default: %(default)s)")
     return parser
 
 
@@ -136,6 +153,11 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("pass either --dataset_name or --validation_file, not both")
     if args.num_threads is not None and args.num_threads < 1:
         parser.error("--num_threads must be at least 1")
+    ray_flags = [flag for flag in ("ray_address", "workers") if getattr(args, flag) is not None]
+    if args.engine != "ray" and ray_flags:
+        parser.error(f"--{' --'.join(ray_flags)} need --engine ray")
+    if args.engine == "ray" and args.num_threads is not None:
+        parser.error("--num_threads sets this process's threads; with --engine ray use --threads_per_worker")
     # the evaluation's own settings (window sizes, batch, calibration) are checked by EvaluationSettings
 
 
@@ -157,17 +179,36 @@ def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace, spe
         parser.error(str(error))
 
 
+def engine_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RayEngine | None:
+    """The Ray engine these flags ask for (None: this process); a setting out of range ends with its message."""
+    if args.engine != "ray":
+        return None
+    from cpu_inference_helpers.infra.ray_cluster import machine_cpus
+    from cpu_inference_helpers.qa.ray_engine import RayEngine
+
+    workers = args.workers
+    if workers is None:  # the local cluster's size; on a remote one, say how many
+        if args.ray_address:
+            parser.error("with --ray_address, say how many workers to start (--workers N)")
+        workers = max(1, machine_cpus() // max(1, args.threads_per_worker))
+    try:
+        return RayEngine(args.ray_address, workers, args.threads_per_worker, args.questions_per_task)
+    except ValueError as error:
+        parser.error(str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cpu_inference_helpers.run_qa`; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     validate(parser, args)
     settings = settings_from(parser, args, resolve_modes(parser, args))
+    engine = engine_from(parser, args)
     configure_cli_logging(verbose_loggers=("cpu_inference_helpers",))
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     try:
-        evaluation = evaluate_modes(settings, args.output_dir)
+        evaluation = evaluate_modes(settings, args.output_dir, engine)
     except (SquadFormatError, OSError, RuntimeError, ValueError) as error:  # OSError: files, Hub, output folder
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -178,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\nsamples = tokenized windows (one question may span several); throughput excludes set-up "
         "(optimisation, tracing, warm-up), which 'setup s' reports; break-even = samples after which the "
-        "set-up has paid for itself against eager; modes ran interleaved batch by batch; dEM/dF1 = change "
-        "against eager fp32 in points, dF1 with the 95% half-width of the paired per-question change (a change "
-        "inside it is not distinguishable from zero on this many questions)."
+        "set-up has paid for itself against eager; modes ran interleaved batch by batch"
+        + (" within each Ray worker, and samples/s = windows / (the workers' summed batch time / workers)"
+           if engine else "")
+        + "; dEM/dF1 = change against eager fp32 in points, dF1 with the 95% half-width of the paired "
+        "per-question change (a change inside it is not distinguishable from zero on this many questions)."
     )
     if evaluation.random_weights:
         print(

@@ -33,7 +33,10 @@ logger = logging.getLogger(__name__)
 
 REFERENCE = "eager"
 
-__all__ = ["REFERENCE", "ModeResult", "ModeSpec", "compare_modes", "parse_mode_list", "prepare_modes"]
+__all__ = [
+    "REFERENCE", "ModeOutcome", "ModeResult", "ModeSpec", "compare_modes", "parse_mode_list", "prepare_modes",
+    "summarise_outcomes", "with_reference",
+]
 
 
 @dataclass
@@ -147,6 +150,13 @@ def run_interleaved(runs: Sequence[_ModeRun], batches: Sequence[dict[str, torch.
             run.end_logits.append(end)
 
 
+def with_reference(specs: Sequence[ModeSpec]) -> list[ModeSpec]:
+    """`specs` with eager fp32, the reference every mode is compared with, first (added when missing)."""
+    if ModeSpec(REFERENCE) not in specs:
+        logger.info("adding eager fp32 as the reference mode")
+    return [ModeSpec(REFERENCE)] + [spec for spec in specs if spec != ModeSpec(REFERENCE)]
+
+
 def compare_modes(
     model: torch.nn.Module,
     examples: Sequence[SquadExample],
@@ -170,46 +180,82 @@ def compare_modes(
     if batch_size < 1:  # a direct call's guard; run_qa's and evaluate_modes' settings check it first
         raise ValueError("the batch size must be at least 1")
     require_scorable(examples, "the examples to compare on")
-    if ModeSpec(REFERENCE) not in specs:
-        logger.info("adding eager fp32 as the reference mode")
-    specs = [ModeSpec(REFERENCE)] + [spec for spec in specs if spec != ModeSpec(REFERENCE)]
+    specs = with_reference(specs)
     batches = list(features.batches(batch_size))
     runs = prepare_modes(model, batches[0], specs, warmup_steps, allow_emulated_bf16, calibration)
     warm_up_remaining_shapes(runs, batches)
     run_interleaved(runs, batches)
 
-    results, all_predictions, all_nbest = [], {}, {}
+    outcomes = []
     for run in runs:
         start_logits, end_logits = np.concatenate(run.start_logits), np.concatenate(run.end_logits)
         predictions, nbest = answers_from_logits(examples, features, start_logits, end_logits, n_best_size,
                                                  max_answer_length)
-        metrics = squad_metrics(examples, predictions)
-        stats = LatencyStats.from_samples(run.latencies)
         record = run.model.record
+        outcomes.append(ModeOutcome(
+            spec=run.spec, ran_as=record.ran_as, precision=record.precision,
+            fallbacks=[str(step) for step in record.fallbacks], predictions=predictions, nbest=nbest,
+            start_logits=start_logits, end_logits=end_logits, batch_latencies_s=list(run.latencies),
+            timed_seconds=math.fsum(run.latencies), setup_s=run.setup_s,
+        ))
+    return summarise_outcomes(examples, len(features), outcomes)
+
+
+@dataclass
+class ModeOutcome:
+    """What one mode produced and how long it took, however it ran (one process, or workers on a cluster).
+
+    `timed_seconds` is the time the samples took: the sum of the batch latencies in one process; the
+    workers' summed batch time divided by the number of workers on a cluster (they run in parallel).
+    """
+
+    spec: ModeSpec
+    ran_as: str
+    precision: str
+    fallbacks: list[str]
+    predictions: dict[str, str]
+    nbest: dict[str, list[NBestEntry]]
+    start_logits: np.ndarray
+    end_logits: np.ndarray
+    batch_latencies_s: list[float]
+    timed_seconds: float
+    setup_s: float
+
+
+def summarise_outcomes(
+    examples: Sequence[SquadExample], samples: int, outcomes: Sequence[ModeOutcome]
+) -> tuple[list[ModeResult], dict[str, dict[str, str]], dict[str, dict[str, list[NBestEntry]]]]:
+    """Score every mode and compare it with the first (the eager fp32 reference): the table's rows.
+
+    Returns the per-mode results, the answer per question id for each mode and the n-best lists for each mode.
+    """
+    results, all_predictions, all_nbest = [], {}, {}
+    for outcome in outcomes:
+        metrics = squad_metrics(examples, outcome.predictions)
+        stats = LatencyStats.from_samples(outcome.batch_latencies_s)
         results.append(
             ModeResult(
-                name=run.spec.name,
-                ran_as=record.ran_as,
-                precision=record.precision,
-                folder=run.spec.folder,
-                fallbacks=[str(step) for step in record.fallbacks],
+                name=outcome.spec.name,
+                ran_as=outcome.ran_as,
+                precision=outcome.precision,
+                folder=outcome.spec.folder,
+                fallbacks=list(outcome.fallbacks),
                 exact_match=metrics["exact_match"],
                 f1=metrics["f1"],
-                samples=len(features),
-                samples_per_second=len(features) / stats.total,
+                samples=samples,
+                samples_per_second=samples / outcome.timed_seconds,
                 mean_batch_latency_s=stats.mean,
                 p90_batch_latency_s=stats.p90,
-                setup_s=run.setup_s,
-                batch_latencies_s=list(run.latencies),
+                setup_s=outcome.setup_s,
+                batch_latencies_s=list(outcome.batch_latencies_s),
             )
         )
-        all_predictions[run.spec.name] = predictions
-        all_nbest[run.spec.name] = nbest
-        run.start_logits, run.end_logits = [start_logits], [end_logits]
+        all_predictions[outcome.spec.name] = outcome.predictions
+        all_nbest[outcome.spec.name] = outcome.nbest
 
-    reference_run, reference = runs[0], results[0]
+    reference_outcome, reference = outcomes[0], results[0]
     reference_per_sample = 1 / reference.samples_per_second
-    for run, result in zip(runs, results, strict=True):
+    for outcome, result in zip(outcomes, results, strict=True):
         result.speedup_vs_eager = result.samples_per_second / reference.samples_per_second
         result.break_even_samples = break_even_samples(
             result.setup_s, 1 / result.samples_per_second, reference.setup_s, reference_per_sample
@@ -222,8 +268,8 @@ def compare_modes(
         )
         result.max_logit_diff_vs_eager = float(
             max(
-                np.abs(run.start_logits[0] - reference_run.start_logits[0]).max(),
-                np.abs(run.end_logits[0] - reference_run.end_logits[0]).max(),
+                np.abs(outcome.start_logits - reference_outcome.start_logits).max(),
+                np.abs(outcome.end_logits - reference_outcome.end_logits).max(),
             )
         )
     return results, all_predictions, all_nbest

@@ -7,12 +7,13 @@ sizes) before the evaluation starts, and writes its files all at once or not at 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,13 +26,16 @@ from cpu_inference_helpers.qa.calibration import (
     load_calibration_examples,
     require_disjoint,
 )
-from cpu_inference_helpers.qa.comparison import ModeResult, compare_modes
+from cpu_inference_helpers.qa.comparison import ModeResult, compare_modes, summarise_outcomes, with_reference
 from cpu_inference_helpers.qa.data import load_examples, require_scorable
 from cpu_inference_helpers.qa.features import prepare_validation_features
 from cpu_inference_helpers.qa.postprocess import NBestEntry
 from cpu_inference_helpers.qa.report import plot_results, write_csv, write_json
 from cpu_inference_helpers.techniques.capabilities import detect_capabilities
 from cpu_inference_helpers.techniques.dtypes import INT8
+
+if TYPE_CHECKING:
+    from cpu_inference_helpers.qa.ray_engine import RayEngine
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +141,54 @@ def write_outputs(evaluation: Evaluation, output_dir: Path) -> None:
             write_run_qa_files(stage, result, evaluation.predictions[result.name], evaluation.nbest[result.name])
 
 
-def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None = None) -> Evaluation:
+def _cluster_for(engine: RayEngine | None) -> contextlib.AbstractContextManager[Any]:
+    if engine is None:
+        return contextlib.nullcontext()
+    from cpu_inference_helpers.infra.ray_cluster import ray_cluster
+
+    return ray_cluster(engine.address, engine.object_store_mb)
+
+
+def _where(engine: RayEngine | None, threads: int) -> str:
+    if engine is None:
+        return f"{threads} threads"
+    return f"Ray: {engine.workers} workers x {engine.threads_per_worker} threads"
+
+
+def _compare_on_ray(engine: RayEngine, settings: EvaluationSettings, examples: list, features: Any,
+                    calibration: list | None, engine_metadata: dict[str, Any]) -> tuple[list, dict, dict]:
+    from cpu_inference_helpers.qa.ray_engine import run_on_ray
+
+    example_batch = next(features.batches(settings.per_device_eval_batch_size))
+    if len(example_batch["input_ids"]) < settings.per_device_eval_batch_size:  # fewer windows than one batch
+        repeats = -(-settings.per_device_eval_batch_size // len(example_batch["input_ids"]))
+        example_batch = {name: tensor.repeat(repeats, 1)[: settings.per_device_eval_batch_size]
+                         for name, tensor in example_batch.items()}
+    run = run_on_ray(
+        engine, examples, with_reference(settings.modes), model_name_or_path=settings.model_name_or_path,
+        attn_implementation=settings.attn_implementation, seed=settings.seed,
+        max_seq_length=features.max_seq_length, doc_stride=settings.doc_stride,
+        batch_size=settings.per_device_eval_batch_size, n_best_size=settings.n_best_size,
+        max_answer_length=settings.max_answer_length, warmup_steps=settings.warmup_steps,
+        allow_emulated_bf16=settings.allow_emulated_bf16, example_batch=example_batch, calibration=calibration,
+    )
+    if run.metadata["windows"] != len(features):
+        raise RuntimeError(f"the Ray workers cut {run.metadata['windows']} windows, this process {len(features)}: "
+                           "their tokenizers differ")
+    engine_metadata.update(run.metadata)
+    return summarise_outcomes(examples, len(features), run.outcomes)
+
+
+def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None = None,
+                   engine: RayEngine | None = None) -> Evaluation:
     """Evaluate every mode of `settings` side by side (eager fp32 added as the reference).
 
+    In this process by default; with `engine`, as batch inference on a Ray cluster (`qa.ray_engine`),
+    which gives the same answers and writes the same files.
+
     Raises (before any evaluation) `OutputDirError`, `SquadFormatError`, `FileNotFoundError`,
-    `OSError` or `ValueError` with a message that says what to change. With `output_dir`,
-    writes the outputs there (see `write_outputs`).
+    `OSError`, `ValueError` or (Ray) `ClusterError` with a message that says what to change. With
+    `output_dir`, writes the outputs there (see `write_outputs`); a run that fails writes nothing.
     """
     problems = settings.problems()  # checked when the settings were made; again, as fields may have changed since
     if problems:
@@ -156,31 +202,44 @@ def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None =
     if any(spec.precision == INT8 for spec in settings.modes):
         calibration_examples = load_calibration_examples(settings.calibration_file)
         require_disjoint(calibration_examples, examples)
-    loaded = load_qa_model_and_tokenizer(settings.model_name_or_path, settings.attn_implementation, settings.seed)
-    features = prepare_validation_features(
-        examples, loaded.tokenizer, settings.max_seq_length, settings.doc_stride,
-        model_max_positions=getattr(loaded.model.config, "max_position_embeddings", None),
-    )
-    calibration = None
-    if calibration_examples is not None:
-        calibration = calibration_batches(
-            calibration_examples, loaded.tokenizer, features.max_seq_length, settings.doc_stride,
-            settings.calibration_windows, settings.per_device_eval_batch_size,
+    with _cluster_for(engine) as cluster:
+        engine_metadata: dict[str, Any] = {"engine": "one process"}
+        if engine is not None:
+            from cpu_inference_helpers.qa.ray_engine import check_engine
+
+            worker = check_engine(engine, cluster, settings.model_name_or_path, settings.attn_implementation,
+                                  settings.seed)
+            engine_metadata = {"engine": "ray", "cluster_cpus": cluster.cpus, "cluster_nodes": cluster.nodes,
+                               "worker_stack": worker["stack"]}
+        loaded = load_qa_model_and_tokenizer(settings.model_name_or_path, settings.attn_implementation, settings.seed)
+        features = prepare_validation_features(
+            examples, loaded.tokenizer, settings.max_seq_length, settings.doc_stride,
             model_max_positions=getattr(loaded.model.config, "max_position_embeddings", None),
         )
-    capabilities = detect_capabilities(include_ipex=True)
-    threads = torch.get_num_threads()
-    logger.info(
-        "evaluating %d questions (%d windows) from %s with %s, batch %d, %d threads, modes: %s",
-        len(examples), len(features), source, loaded.name, settings.per_device_eval_batch_size, threads,
-        ", ".join(spec.name for spec in settings.modes),
-    )
-    results, predictions, nbest = compare_modes(
-        loaded.model, examples, features, settings.modes,
-        batch_size=settings.per_device_eval_batch_size, n_best_size=settings.n_best_size,
-        max_answer_length=settings.max_answer_length, warmup_steps=settings.warmup_steps,
-        allow_emulated_bf16=settings.allow_emulated_bf16, calibration=calibration,
-    )
+        calibration = None
+        if calibration_examples is not None:
+            calibration = calibration_batches(
+                calibration_examples, loaded.tokenizer, features.max_seq_length, settings.doc_stride,
+                settings.calibration_windows, settings.per_device_eval_batch_size,
+                model_max_positions=getattr(loaded.model.config, "max_position_embeddings", None),
+            )
+        capabilities = detect_capabilities(include_ipex=True)
+        threads = torch.get_num_threads() if engine is None else engine.threads_per_worker
+        logger.info(
+            "evaluating %d questions (%d windows) from %s with %s, batch %d, %s, modes: %s",
+            len(examples), len(features), source, loaded.name, settings.per_device_eval_batch_size,
+            _where(engine, threads), ", ".join(spec.name for spec in settings.modes),
+        )
+        if engine is None:
+            results, predictions, nbest = compare_modes(
+                loaded.model, examples, features, settings.modes,
+                batch_size=settings.per_device_eval_batch_size, n_best_size=settings.n_best_size,
+                max_answer_length=settings.max_answer_length, warmup_steps=settings.warmup_steps,
+                allow_emulated_bf16=settings.allow_emulated_bf16, calibration=calibration,
+            )
+        else:
+            results, predictions, nbest = _compare_on_ray(engine, settings, examples, features, calibration,
+                                                          engine_metadata)
     arguments = asdict(settings)
     arguments["modes"] = [spec.name for spec in settings.modes]
     metadata = {
@@ -197,12 +256,13 @@ def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None =
         "truncated_questions": features.truncated_questions,
         "attn_implementation": settings.attn_implementation,
         "threads": threads,
+        **engine_metadata,
         "arguments": arguments,
         "machine": capabilities.as_dict(),
     }
     title = (
         f"{loaded.name} on {len(examples)} questions ({len(features)} samples, seq {features.max_seq_length}, "
-        f"batch {settings.per_device_eval_batch_size}), {capabilities.model_name}, {threads} threads"
+        f"batch {settings.per_device_eval_batch_size}), {capabilities.model_name}, {_where(engine, threads)}"
     )
     evaluation = Evaluation(results, predictions, nbest, metadata, title, loaded.random_weights)
     if folder is not None:
