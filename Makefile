@@ -15,9 +15,11 @@ STACK ?= legacy
 ifeq ($(STACK),legacy)
 VENV := .venv
 REQUIREMENTS := pyproject.toml
-INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,notebooks,plots,hf,peers,ray]'
-# The legacy stack is where the stored notebook outputs come from: compare them strictly.
+INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,notebooks,plots,hf,peers,ray,browser]'
+# The legacy stack is where the stored notebook outputs come from: compare them strictly; and open every
+# notebook in JupyterLab in a real browser (tests/test_browser.py; it installs Debian's chromium as root).
 NBVAL := --nbval
+BROWSER_TEST := 1
 else ifeq ($(STACK),modern)
 VENV := .venv-modern
 REQUIREMENTS := requirements/modern.txt pyproject.toml
@@ -25,6 +27,7 @@ INSTALL := $(VENV)/bin/python -m pip install --quiet -r requirements/modern.txt 
 	&& $(VENV)/bin/python -m pip install --quiet --no-deps -e .
 # Without IPEX the IPEX cells print fallbacks instead of fusions: run every cell, compare none.
 NBVAL := --nbval-lax
+BROWSER_TEST := 0
 else
 $(error STACK must be legacy or modern, not '$(STACK)')
 endif
@@ -37,7 +40,8 @@ TRAIN_OUTPUT ?= results/train
 SHARED_DATA ?= ../shared/data
 # The notebooks read their sizes from TUTORIAL_* variables: tests run them small, JupyterLab full size.
 NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 TUTORIAL_CALIBRATION_WINDOWS=16 \
-	TUTORIAL_COLD_START_ROWS=eager,export-saved,cpp-export TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
+	TUTORIAL_COLD_START_ROWS=eager,export-saved,cpp-export TUTORIAL_SECONDS=1 TUTORIAL_BATCH_SIZES=1,4 \
+	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
 .PHONY: qa test test-stack lab info bench throughput cold-start deploy train clean
 
@@ -59,7 +63,7 @@ test:
 test-stack: $(STAMP)
 	@echo "=== tests on the $(STACK) stack ==="
 	$(PY) -m ruff check cpu_inference_helpers tests scripts
-	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest $(NBVAL) --nbval-current-env \
+	$(NOTEBOOK_TEST_SIZES) TUTORIAL_BROWSER_TEST=$(BROWSER_TEST) $(PY) -m pytest $(NBVAL) --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
 # N instances x K threads pinned to disjoint cores against one instance on every core, per mode and batch size.

@@ -88,37 +88,39 @@ def ray_cluster(address: str | None = None, object_store_mb: int = DEFAULT_OBJEC
     down on exit.
     """
     ray = require_ray()
-    started_here = False
     if ray.is_initialized() and address and address != "auto":
         connected = ray.get_runtime_context().gcs_address
         if address.removeprefix("ray://") != connected:
             raise ClusterError(f"this process is connected to the Ray cluster at {connected} already, not {address}: "
                                "call ray.shutdown() first, or leave the address out to use that one")
-    if not ray.is_initialized():
-        if address:
-            require_reachable(address)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-                else:
-                    ray.init(num_cpus=machine_cpus(), object_store_memory=object_store_mb * 2**20,
-                             include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-            except ConnectionError as error:
-                raise ClusterError(f"could not connect to the Ray cluster at {address}: {error}") from error
-        started_here = True
-        ray.data.DataContext.get_current().enable_progress_bars = False  # the caller shows its own
-    resources = ray.cluster_resources()
-    info = ClusterInfo(address, int(resources.get("CPU", 0)), len([n for n in ray.nodes() if n.get("Alive")]),
-                       started_here)
-    logger.info("Ray cluster: %d CPUs on %d node(s)%s", info.cpus, info.nodes,
-                f" at {address}" if address else " (local)")
-    try:
-        yield info
-    finally:
+    with contextlib.ExitStack() as stack:
+        started_here = not ray.is_initialized()
         if started_here:
-            ray.shutdown()
+            if address:
+                require_reachable(address)
+            _init(ray, address, object_store_mb)
+            stack.callback(ray.shutdown)
+        resources = ray.cluster_resources()
+        info = ClusterInfo(address, int(resources.get("CPU", 0)), len([n for n in ray.nodes() if n.get("Alive")]),
+                           started_here)
+        logger.info("Ray cluster: %d CPUs on %d node(s)%s", info.cpus, info.nodes,
+                    f" at {address}" if address else " (local)")
+        yield info
+
+
+def _init(ray: Any, address: str | None, object_store_mb: int) -> None:
+    # Ray's own logger at ERROR: not "Started a local Ray instance", nor that token authentication is on by default
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            else:
+                ray.init(num_cpus=machine_cpus(), object_store_memory=object_store_mb * 2**20,
+                         include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        except ConnectionError as error:
+            raise ClusterError(f"could not connect to the Ray cluster at {address}: {error}") from error
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the caller shows its own
 
 
 def require_capacity(info: ClusterInfo, workers: int, threads_per_worker: int) -> None:

@@ -270,8 +270,9 @@ def run_on_ray(
         "calibration": [_to_numpy(batch) for batch in calibration] if calibration else None,
         "threads": engine.threads_per_worker,
     }
-    tasks = math.ceil(len(examples) / engine.questions_per_task)
-    dataset = ray.data.from_items(_rows(examples), override_num_blocks=max(1, min(tasks, 4 * engine.workers)))
+    # one block per task, and at least one task per worker when there are enough questions
+    per_task = max(1, min(engine.questions_per_task, math.ceil(len(examples) / engine.workers)))
+    dataset = ray.data.from_items(_rows(examples), override_num_blocks=math.ceil(len(examples) / per_task))
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing actor options as keyword arguments but offers no other way to bound
         # restarts (the default, -1, retries a dying worker forever)
@@ -279,7 +280,7 @@ def run_on_ray(
         answered = dataset.map_batches(
             engine.predictor or QAPredictor, fn_constructor_kwargs=constructor,
             compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=engine.threads_per_worker,
-            batch_size=engine.questions_per_task, batch_format="numpy",
+            batch_size=per_task, batch_format="numpy",
             max_restarts=engine.max_restarts, max_task_retries=engine.max_restarts,
         )
     started = time.perf_counter()
