@@ -34,7 +34,7 @@ from typing import Any
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
 from cpu_inference_helpers.infra.output_files import prepare_output_dir, staged_outputs
 from cpu_inference_helpers.infra.plotting import pyplot
-from cpu_inference_helpers.infra.tables import text_table
+from cpu_inference_helpers.infra.tables import Table
 from cpu_inference_helpers.infra.timing import LatencyStats
 from cpu_inference_helpers.models import DEFAULT_MODEL
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
@@ -244,11 +244,16 @@ COLUMNS = [("mode", "{}"), ("ran as", "{}"), ("batch", "{}"), ("layout", "{}"), 
            ("setup s", "{:.1f}")]
 
 
-def format_table(rows: Sequence[ThroughputRow]) -> str:
-    """One line per mode, batch size and layout: aggregate samples/s, the ratio, per-batch latency."""
-    return "\n".join(text_table(COLUMNS, [
+def throughput_table(rows: Sequence[ThroughputRow]) -> Table:
+    """One row per mode, batch size and layout: aggregate samples/s, the ratio, per-batch latency (HTML in Jupyter)."""
+    return Table(COLUMNS, [
         [r.mode, r.ran_as, r.batch_size, r.layout, r.samples_per_second, r.vs_one_instance,
-         1000 * r.mean_batch_latency_s, 1000 * r.p90_batch_latency_s, r.setup_s] for r in rows], text_columns=4))
+         1000 * r.mean_batch_latency_s, 1000 * r.p90_batch_latency_s, r.setup_s] for r in rows], text_columns=4)
+
+
+def format_table(rows: Sequence[ThroughputRow]) -> str:
+    """The throughput table as fixed-width text."""
+    return str(throughput_table(rows))
 
 
 def plot_throughput(path: Path, rows: Sequence[ThroughputRow], title: str) -> bool:

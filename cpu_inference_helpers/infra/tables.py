@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -23,3 +25,38 @@ def text_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
                          for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
 
     return [line(header), line(["-" * width for width in widths]), *(line(row) for row in cells)]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table that prints as fixed-width text (`str`, `print`) and renders as an HTML table in Jupyter.
+
+    In JupyterLab a wide text table wraps into noise at a normal window width; its HTML form scrolls
+    sideways instead. `notes` follow the table (e.g. the fallbacks that happened).
+    """
+
+    columns: Sequence[tuple[str, str]]
+    rows: Sequence[Sequence[Any]]
+    text_columns: int = 2
+    notes: Sequence[str] = ()
+
+    def __str__(self) -> str:
+        return "\n".join([*text_table(self.columns, self.rows, self.text_columns), *self.notes])
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        def cell(tag: str, text: str, index: int) -> str:
+            align = "left" if index < self.text_columns else "right"
+            return f'<{tag} style="text-align:{align}; white-space:nowrap">{html.escape(text)}</{tag}>'
+
+        head = "".join(cell("th", name, i) for i, (name, _) in enumerate(self.columns))
+        body = "".join(
+            "<tr>" + "".join(cell("td", fmt.format(value), i)
+                             for i, ((_, fmt), value) in enumerate(zip(self.columns, row, strict=True))) + "</tr>"
+            for row in self.rows
+        )
+        notes = "".join(f"<p>{html.escape(note)}</p>" for note in self.notes)
+        return (f'<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+                f"</div>{notes}")

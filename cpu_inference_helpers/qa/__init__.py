@@ -11,7 +11,7 @@ from cpu_inference_helpers.qa.evaluation import REAL_CHECKPOINT_COMMAND, Evaluat
 from cpu_inference_helpers.qa.features import QAFeatures, prepare_validation_features
 from cpu_inference_helpers.qa.metrics import paired_f1_change, squad_metrics
 from cpu_inference_helpers.qa.predict import Predictions, predict, score_model
-from cpu_inference_helpers.qa.report import format_table
+from cpu_inference_helpers.qa.report import comparison_table, format_table
 
 __all__ = [
     "REAL_CHECKPOINT_COMMAND",
@@ -21,6 +21,7 @@ __all__ = [
     "QAFeatures",
     "SquadExample",
     "calibration_batches",
+    "comparison_table",
     "evaluate_modes",
     "format_table",
     "load_calibration_examples",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cpu_inference_helpers.infra.plotting import pyplot
-from cpu_inference_helpers.infra.tables import text_table
+from cpu_inference_helpers.infra.tables import Table
 from cpu_inference_helpers.qa.comparison import ModeResult
 
 COLUMNS = [
@@ -62,12 +62,15 @@ def _row(result: ModeResult) -> list[Any]:
     ]
 
 
+def comparison_table(results: Sequence[ModeResult]) -> Table:
+    """One row per mode, followed by the fallbacks that happened: text when printed, HTML in Jupyter."""
+    notes = [f"fallback in {result.name}: {reason}" for result in results for reason in result.fallbacks]
+    return Table(COLUMNS, [_row(result) for result in results], notes=notes)
+
+
 def format_table(results: Sequence[ModeResult]) -> str:
     """A fixed-width text table, one row per mode, followed by the fallbacks that happened."""
-    lines = text_table(COLUMNS, [_row(result) for result in results])
-    for result in results:
-        lines += [f"fallback in {result.name}: {reason}" for reason in result.fallbacks]
-    return "\n".join(lines)
+    return str(comparison_table(results))
 
 
 def write_json(path: Path, results: Sequence[ModeResult], metadata: Mapping[str, Any]) -> None:
