@@ -188,9 +188,21 @@ def open_notebook(page: Any, base_url: str, name: str, timeout_s: float = 120) -
 
 def run_all_cells(page: Any, name: str, timeout_s: float) -> dict[str, Any]:
     """Run every cell (JupyterLab's 'Run All Cells') and wait until none is queued or running."""
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.ready; }")
+    for _ in range(3):  # a command sent while the kernel is still connecting can be dropped: see it start
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        started = time.monotonic() + 30
+        while time.monotonic() < started:
+            state = _state(page)
+            if state["running"] or state["cells_run"] or state["kernel"] == "busy":
+                break
+            time.sleep(0.5)
+        else:
+            continue
+        break
+    else:
+        raise TimeoutError(f"{name}: 'Run All Cells' started nothing ({_state(page)})")
     deadline, quiet_polls = time.monotonic() + timeout_s, 0
-    time.sleep(2)
     while True:
         state = _state(page)
         quiet_polls = quiet_polls + 1 if state["kernel"] == "idle" and state["running"] == 0 else 0
@@ -234,6 +246,11 @@ def check_notebook(page: Any, base_url: str, name: str, screenshot_dir: Path, ti
     report.screenshot = str(screenshot_dir / f"{Path(name).stem}.png")
     screenshot_notebook(page, Path(report.screenshot))
     return report
+
+
+def shut_down_kernel(page: Any) -> None:
+    """Shut the current notebook's kernel down: the next notebooks need its memory (a model, compiled code)."""
+    page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.shutdown(); }")
 
 
 def click_button_and_read_output(page: Any, label: str, expect: str, timeout_s: float = 600) -> str:

@@ -209,10 +209,11 @@ def require_workers_match(threads_per_worker: int, model_name_or_path: str, attn
     try:
         facts = ray.get(probe.remote(model_name_or_path, attn_implementation, seed))
     except ray.exceptions.RayError as error:
-        raise ClusterError(
-            f"a Ray worker could not run the helpers ({type(error).__name__}: {str(error).splitlines()[0]}); "
-            f"install the same environment on every node: {INSTALL_HINT}"
-        ) from error
+        hint = (f"install the same environment on every node: {INSTALL_HINT}"
+                if "ModuleNotFoundError" in str(error) or "ImportError" in str(error)
+                else "see the Ray worker logs (/tmp/ray/session_latest/logs)")
+        raise ClusterError(f"a Ray worker failed before the work ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0]}); {hint}") from error
     ours = stack_facts()
     theirs = facts["stack"]
     different = {name: (ours[name], theirs.get(name)) for name in ours if theirs.get(name) != ours[name]}
