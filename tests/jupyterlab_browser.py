@@ -102,6 +102,8 @@ class NotebookReport:
     stderr: list[str] = field(default_factory=list)  # stderr blocks in cells not marked STDERR_ON_PURPOSE
     images_in_outputs: int = 0
     images_rendered: int = 0
+    widgets_in_outputs: int = 0
+    widgets_rendered: int = 0  # fewer: JupyterLab fell back to the widget's text repr (no widget manager)
     unfinished_progress_bars: int = 0
     wrapped_lines: list[str] = field(default_factory=list)
     screenshot: str = ""
@@ -113,6 +115,8 @@ class NotebookReport:
             found.append(f"{self.code_cells - self.cells_run} of {self.code_cells} code cells did not run")
         if self.images_rendered != self.images_in_outputs:
             found.append(f"{self.images_in_outputs} plots in the outputs, {self.images_rendered} rendered")
+        if self.widgets_rendered != self.widgets_in_outputs:
+            found.append(f"{self.widgets_in_outputs} widgets in the outputs, {self.widgets_rendered} rendered as such")
         if self.unfinished_progress_bars:
             found.append(f"{self.unfinished_progress_bars} progress bars never reached their end")
         found += [f"stderr block: {text}" for text in self.stderr]
@@ -133,6 +137,7 @@ _STATE_JS = """() => {
     cells_run: cells.filter(c => c.model.executionCount !== null).length,
     errors: outputs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue),
     images: outputs.filter(o => o.data && o.data['image/png']).length,
+    widgets: outputs.filter(o => o.data && o.data['application/vnd.jupyter.widget-view+json']).length,
   };
 }"""
 
@@ -162,8 +167,11 @@ _RENDERED_JS = """() => {
     const fits = Math.floor(width / perChar);
     return pre.textContent.split('\\n').filter(line => line.length > fits).map(line => line.slice(0, 60) + '...');
   });
+  // a widget view is a panel without a MIME type; a widget the page could not render shows its text/plain repr
+  const widgets = panel.node.querySelectorAll('.jp-OutputArea-output:not([data-mime-type])');
   return {
     rendered: images.filter(img => img.complete && img.naturalWidth > 0).length,
+    widgets: widgets.length,
     stderr: stderr.map(node => node.textContent.slice(0, 300)),
     unfinished: unfinished.length,
     wrapped: wrapped,
@@ -189,6 +197,10 @@ def open_notebook(page: Any, base_url: str, name: str, timeout_s: float = 120) -
 def run_all_cells(page: Any, name: str, timeout_s: float) -> dict[str, Any]:
     """Run every cell (JupyterLab's 'Run All Cells') and wait until none is queued or running."""
     page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.ready; }")
+    # the widget manager registers with the kernel after the session is ready: widgets displayed before
+    # that render as their text repr ("VBox(children=...)")
+    page.wait_for_load_state("networkidle")
+    time.sleep(3)
     for _ in range(3):  # a command sent while the kernel is still connecting can be dropped: see it start
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
         started = time.monotonic() + 30
@@ -231,13 +243,14 @@ def check_notebook(page: Any, base_url: str, name: str, screenshot_dir: Path, ti
     open_notebook(page, base_url, name)
     state = run_all_cells(page, name, timeout_s)
     report = NotebookReport(name, 0.0, state["cells_run"], state["code_cells"], state["errors"],
-                            images_in_outputs=state["images"])
+                            images_in_outputs=state["images"], widgets_in_outputs=state["widgets"])
     deadline = time.monotonic() + 30
     while (rendered := page.evaluate(_RENDERED_JS))["rendered"] < report.images_in_outputs:
         if time.monotonic() > deadline:
             break
         time.sleep(0.5)
     report.images_rendered = rendered["rendered"]
+    report.widgets_rendered = rendered["widgets"]
     report.stderr = rendered["stderr"]
     report.unfinished_progress_bars = rendered["unfinished"]
     report.wrapped_lines = rendered["wrapped"]
@@ -253,7 +266,7 @@ def shut_down_kernel(page: Any) -> None:
     page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.shutdown(); }")
 
 
-def click_button_and_read_output(page: Any, label: str, expect: str, timeout_s: float = 600) -> str:
+def click_button_and_read_output(page: Any, label: str, expect: str, timeout_s: float = 180) -> str:
     """Click the widget button labelled `label` and return the text that appears in the output below it."""
     button = page.get_by_role("button", name=label)
     button.scroll_into_view_if_needed()
