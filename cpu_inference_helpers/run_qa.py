@@ -183,14 +183,14 @@ def engine_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ra
     """The Ray engine these flags ask for (None: this process); a setting out of range ends with its message."""
     if args.engine != "ray":
         return None
-    from cpu_inference_helpers.infra.ray_cluster import machine_cpus
+    from cpu_inference_helpers.infra.cpus import usable_cpu_count
     from cpu_inference_helpers.qa.ray_engine import RayEngine
 
     workers = args.workers
     if workers is None:  # the local cluster's size; on a remote one, say how many
         if args.ray_address:
             parser.error("with --ray_address, say how many workers to start (--workers N)")
-        workers = max(1, machine_cpus() // max(1, args.threads_per_worker))
+        workers = max(1, usable_cpu_count() // max(1, args.threads_per_worker))
     try:
         return RayEngine(args.ray_address, workers, args.threads_per_worker, args.questions_per_task)
     except ValueError as error:

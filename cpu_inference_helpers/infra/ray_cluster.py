@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cpu_inference_helpers.infra.cpus import usable_cpu_count
 from cpu_inference_helpers.infra.versions import installed_version
 
 logger = logging.getLogger(__name__)
@@ -49,11 +49,6 @@ def require_ray() -> Any:
     except ImportError as error:
         raise ClusterError(f"Ray is not installed ({error}): {INSTALL_HINT}") from error
     return ray
-
-
-def machine_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, not the host's count)."""
-    return len(os.sched_getaffinity(0))
 
 
 def stack_facts() -> dict[str, str | None]:
@@ -116,7 +111,7 @@ def _init(ray: Any, address: str | None, object_store_mb: int) -> None:
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(num_cpus=machine_cpus(), object_store_memory=object_store_mb * 2**20,
+                ray.init(num_cpus=usable_cpu_count(), object_store_memory=object_store_mb * 2**20,
                          include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except ConnectionError as error:
             raise ClusterError(f"could not connect to the Ray cluster at {address}: {error}") from error

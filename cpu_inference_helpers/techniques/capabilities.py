@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cpu_inference_helpers.infra.cpus import usable_cpu_count as usable_cpu_count  # re-exported
 from cpu_inference_helpers.infra.versions import installed_version
 
 if TYPE_CHECKING:
@@ -214,13 +215,6 @@ def _probe_ipex() -> IpexStatus:
     from cpu_inference_helpers.techniques.ipex_support import probe_ipex  # imported here: probing IPEX imports it
 
     return probe_ipex()
-
-
-def usable_cpu_count() -> int:
-    """The cores this process may run on (its affinity mask on Linux; `os.cpu_count()` elsewhere)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)
