@@ -44,3 +44,33 @@ def test_a_foreign_file_and_an_empty_run_are_refused(tmp_path):
     with pytest.raises(ValueError, match="does not hold the weights"):
         training_curve.load_snapshot(tmp_path / "snapshots" / "step-000001.safetensors")
     assert training_curve.main(["--output_dir", str(tmp_path), "--questions", "2"]) == 2
+
+
+def write_curve(run_dir, steps_and_f1, questions=300):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    points = [{"step": step, "exact_match": f1 - 5, "f1": f1} for step, f1 in steps_and_f1]
+    (run_dir / "curve.json").write_text(json.dumps({"dev_file": "dev.json.xz", "questions": questions,
+                                                    "points": points}))
+
+
+def test_stages_chain_into_one_curve(tmp_path):
+    write_curve(tmp_path / "a", [(0, 70.0), (300, 75.0), (600, 78.0)])
+    write_curve(tmp_path / "b", [(600, 80.0), (0, 78.0), (1200, 81.0)])  # its step 0 is a's end
+    curves = [training_curve.load_curve(tmp_path / name) for name in ("a", "b")]
+    points = training_curve.chain_stages(curves, first_stage=2)
+    assert [(point["step"], point["f1"], point["stage"]) for point in points] == [
+        (0, 70.0, 2), (300, 75.0, 2), (600, 78.0, 2), (1200, 80.0, 3), (1800, 81.0, 3)]
+    assert training_curve.plot_curve(points, 300, tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_chaining_refuses_curves_from_other_slices_and_missing_ones(tmp_path, monkeypatch):
+    write_curve(tmp_path / "a", [(0, 70.0), (600, 78.0)], questions=300)
+    write_curve(tmp_path / "b", [(0, 78.0), (600, 80.0)], questions=1000)
+    with pytest.raises(ValueError, match="different dev slices"):
+        training_curve.chain_stages([training_curve.load_curve(tmp_path / name) for name in ("a", "b")])
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a run was scored although an earlier curve is missing")
+
+    monkeypatch.setattr(training_curve, "measure_curve", no_scoring)
+    assert training_curve.main(["--output_dir", str(tmp_path / "b"), "--after", str(tmp_path / "missing")]) == 2

@@ -7,6 +7,11 @@ Reads `output_dir/snapshots/step-*.safetensors` (written by `qa.train --snapshot
 scores each on the first `--questions` questions of the packaged official SQuAD v1.1 dev set
 (fp32, eager), and writes `output_dir/curve.json` and `output_dir/curve.png`. Snapshots already
 in curve.json with the same slice are not scored again, so it can follow a run in progress.
+
+A run that continued earlier runs (`--init_from`) can be drawn as one curve over all of them:
+`--after RUN` (repeatable, oldest first) names the earlier runs' output folders, whose curve.json
+must come from the same dev slice; their steps come first, and curve.png marks where each run
+starts. The combined points go to `output_dir/curve_all_stages.json`.
 """
 
 from __future__ import annotations
@@ -83,8 +88,43 @@ def measure_curve(output_dir: Path, questions: int = 1000, start: Path | None = 
     return points
 
 
+def load_curve(run_dir: Path) -> dict[str, Any]:
+    """A run's saved curve.json (written by `measure_curve`), with a clear error when it has none."""
+    curve_path = run_dir / "curve.json"
+    if not curve_path.is_file():
+        raise FileNotFoundError(f"{curve_path} does not exist: draw that run's curve first "
+                                f"(python -m cpu_inference_helpers.training.curve --output_dir {run_dir})")
+    return json.loads(curve_path.read_text(encoding="utf-8"))
+
+
+def chain_stages(curves: list[dict[str, Any]], first_stage: int = 1) -> list[dict[str, Any]]:
+    """One curve across consecutive runs, each continuing the one before it (oldest first).
+
+    Each run's steps are offset by the steps of the runs before it, and each point gets its
+    `stage` (`first_stage` for the first run given, counting up). A later run's step 0 is the weights the run before it
+    ended with, already on the curve, so it is dropped. All curves must be scored on the same
+    dev slice; a ValueError says which does not match.
+    """
+    if not curves:
+        raise ValueError("no curves to chain")
+    slice_of = {(curve.get("dev_file"), curve.get("questions")) for curve in curves}
+    if len(slice_of) > 1:
+        raise ValueError(f"the curves were scored on different dev slices {sorted(map(str, slice_of))}: "
+                         "re-draw them with the same --questions")
+    chained: list[dict[str, Any]] = []
+    offset = 0
+    for stage, curve in enumerate(curves, start=first_stage):
+        points = sorted(curve["points"], key=lambda point: point["step"])
+        if stage > first_stage:
+            points = [point for point in points if point["step"] > 0]
+        chained += [{**point, "step": offset + point["step"], "stage": stage} for point in points]
+        if points:
+            offset += points[-1]["step"]
+    return chained
+
+
 def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: str = "") -> Path | None:
-    """Write the F1/EM-against-steps plot; None (logged) without matplotlib."""
+    """Write the F1/EM-against-steps plot (a dashed line where each later stage starts); None without matplotlib."""
     plt = pyplot(path.name)
     if plt is None:
         return None
@@ -92,6 +132,11 @@ def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: 
     steps = [point["step"] for point in points]
     axes.plot(steps, [point["f1"] for point in points], marker="o", label="F1")
     axes.plot(steps, [point["exact_match"] for point in points], marker="s", label="EM")
+    for stage in sorted({point.get("stage", 0) for point in points})[1:]:
+        previous_end = max(point["step"] for point in points if point.get("stage", 0) < stage)
+        axes.axvline(previous_end, color="grey", linestyle="--", linewidth=0.8)
+        axes.annotate(f"stage {stage}", (previous_end, 0), xycoords=("data", "axes fraction"),
+                      xytext=(3, 4), textcoords="offset points", fontsize=8, color="grey")
     axes.set_xlabel("training step")
     axes.set_ylabel(f"score on the first {questions} dev questions")
     axes.grid(alpha=0.3)
@@ -112,17 +157,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=1000, help="the first N dev questions (default: 1000)")
     parser.add_argument("--start", help="the shipped-format folder the run started from, scored as step 0")
     parser.add_argument("--title", default="", help="plot title")
+    parser.add_argument("--after", action="append", default=[], metavar="RUN",
+                        help="an earlier run this one continued (repeatable, oldest first): drawn before it")
+    parser.add_argument("--first_stage", type=int, default=1,
+                        help="the stage number of the first run in the combined curve's labels (default: 1)")
     args = parser.parse_args(argv)
     configure_cli_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     output_dir = Path(args.output_dir)
     try:
+        earlier = [load_curve(Path(run)) for run in args.after]  # before the scoring: a missing curve fails fast
         points = measure_curve(output_dir, args.questions, Path(args.start) if args.start else None)
+        if earlier:
+            points = chain_stages([*earlier, load_curve(output_dir)], args.first_stage)
+            (output_dir / "curve_all_stages.json").write_text(
+                json.dumps({"runs": [*args.after, str(output_dir)], "questions": args.questions,
+                            "points": points}, indent=2) + "\n", encoding="utf-8")
     except (FileNotFoundError, ValueError) as error:
         logger.error("%s", error)
         return 2
     plot_curve(points, args.questions, output_dir / "curve.png", args.title)
     for point in points:
-        print(f"step {point['step']:>6}  EM {point['exact_match']:6.2f}  F1 {point['f1']:6.2f}")
+        stage = f"  (stage {point['stage']})" if "stage" in point else ""
+        print(f"step {point['step']:>6}  EM {point['exact_match']:6.2f}  F1 {point['f1']:6.2f}{stage}")
     return 0
 
 
