@@ -7,7 +7,7 @@
 #   make throughput  aggregate samples/s of N pinned instances x K threads against one instance on every core
 #   make cold-start  a fresh process to the first answer per mode, and the C++ program
 #   make deploy  build the C++ program deploy/qa_logits.cpp against the stack's torch wheel (into build/)
-#   make train   re-train the shipped QA checkpoint minilm-squad in its two stages (resumable; ~3 h on 2 cores)
+#   make train   re-train the shipped QA checkpoint minilm-squad in its four stages (resumable; ~6 h on 2 cores)
 # STACK=modern selects the modern stack for qa, lab, info and test-stack (default: legacy).
 PYTHON ?= python3.11
 STACK ?= legacy

@@ -31,6 +31,7 @@ from cpu_inference_helpers.techniques.graph_inspection import describe_fusions, 
 from cpu_inference_helpers.techniques.ipex_support import DISABLE_ENV_VAR as IPEX_DISABLE_ENV_VAR
 from cpu_inference_helpers.techniques.ipex_support import IpexStatus, optimize_with_ipex, probe_ipex
 from cpu_inference_helpers.techniques.kernel_choice import choose_compile_shapes, choose_fp32_kernel
+from cpu_inference_helpers.techniques.onednn_verbose import native_output_captured, onednn_kernels
 from cpu_inference_helpers.techniques.parity import max_abs_difference
 from cpu_inference_helpers.techniques.precision import inference_context, resolve_precision
 from cpu_inference_helpers.techniques.quantization import quantize_linear_by_hand
@@ -72,6 +73,8 @@ __all__ = [
     "load_qa_model_and_tokenizer",
     "max_abs_difference",
     "measure_latency",
+    "native_output_captured",
+    "onednn_kernels",
     "op_counts",
     "optimize_with_ipex",
     "parse_mode_list",

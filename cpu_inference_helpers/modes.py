@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cpu_inference_helpers.infra.lists import comma_list
 from cpu_inference_helpers.techniques.dtypes import precision_name
 
 MODES = ("eager", "jit", "ipex", "ipex+jit", "compile", "export")
@@ -56,7 +57,7 @@ class ModeSpec:
 
 def parse_mode_list(text: str) -> list[ModeSpec]:
     """Parse "eager,jit,ipex+jit:bf16" into specs; an empty list or a duplicate is an error."""
-    specs = [ModeSpec.parse(item) for item in text.split(",") if item.strip()]
+    specs = [ModeSpec.parse(item) for item in comma_list(text)]
     if not specs:
         raise ValueError("the mode list names no mode")
     names = [spec.name for spec in specs]

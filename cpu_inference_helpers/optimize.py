@@ -24,13 +24,15 @@ from typing import Any
 import torch
 from transformers.utils import ModelOutput
 
+from cpu_inference_helpers.bf32_check import bf32_fallback_reason_for_path
 from cpu_inference_helpers.infra.memory import release_freed_memory
+from cpu_inference_helpers.infra.timing import interleaved_latency
 from cpu_inference_helpers.modes import AUTO, MODES, ModeSpec, parse_mode
 from cpu_inference_helpers.record import Built, OptimizationRecord, Step
 from cpu_inference_helpers.registry import (
     BuildOptions,
     BuildRequest,
-    auto_attention,
+    auto_attention_candidates,
     auto_plan,
     inductor_compiler_available,
     path_for,
@@ -40,7 +42,7 @@ from cpu_inference_helpers.techniques.attention import attention_implementation,
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, cached_capabilities
 from cpu_inference_helpers.techniques.deprecations import notes_for
 from cpu_inference_helpers.techniques.dtypes import BF32, precision_name
-from cpu_inference_helpers.techniques.precision import bf32_fallback_reason, inference_context, resolve_precision
+from cpu_inference_helpers.techniques.precision import inference_context, resolve_precision
 from cpu_inference_helpers.techniques.tracing import positional_inputs_problem
 
 __all__ = ["AUTO", "MODES", "InferenceModel", "OptimizationRecord", "inductor_compiler_available", "parse_mode",
@@ -120,13 +122,9 @@ def resolve_auto_precision(capabilities: CpuCapabilities) -> tuple[str, str]:
 
 
 def _runnable_precision(precision: str, caps: CpuCapabilities, allow_emulated_bf16: bool) -> tuple[str, list[Step]]:
-    """The precision the paths are built in, and the fallback when the CPU cannot run the requested one well."""
-    if precision == BF32:
-        reason = bf32_fallback_reason(caps)
-        if reason:
-            logger.warning("%s", reason)
-            return "fp32", [Step("precision", reason)]
-        return BF32, []
+    """The precision the paths are built in, and the fallback when the CPU cannot run bf16 well.
+
+    (bf32 is decided per path in `_build_one`, by what the path's kernels do: `bf32_check`.)"""
     if precision == "bf16":
         dtype, reason = resolve_precision(precision, caps, allow_emulated_bf16)
         if reason:
@@ -143,9 +141,51 @@ def _build_one(model: torch.nn.Module, spec: ModeSpec, attention: str | None, op
         switched = [f"{attention} attention"]
     else:
         switched = []
+    precision_fallbacks = []
+    if spec.precision == BF32:  # measured on this path: some kernels ignore the bf32 setting
+        reason = bf32_fallback_reason_for_path(spec.mode, model, inputs, caps)
+        if reason:
+            logger.warning("%s", reason)
+            precision_fallbacks.append(Step("precision", reason))
+            spec = ModeSpec(spec.mode, "fp32")
     built = path_for(spec).build(BuildRequest(model, inputs, options, caps))
     built.applied[:0] = switched
+    built.fallbacks[:0] = precision_fallbacks
     return built, model
+
+
+def _fastest_attention(model: torch.nn.Module, spec: ModeSpec, implementations: tuple[str, ...],
+                       options: BuildOptions, inputs: dict[str, torch.Tensor], caps: CpuCapabilities,
+                       repeats: int = 3) -> tuple[Built, torch.nn.Module]:
+    """Build `spec` with each attention implementation and keep the fastest at the example's shape.
+
+    Timed round-robin (`interleaved_latency`) on the example inputs after the builds' own warm-up; a build
+    that fell back does not compete. The choice and both timings go into `record.choices` ("attention").
+    """
+    builds = {name: _build_one(model, spec, name, options, inputs, caps) for name in implementations}
+    working = {name: pair for name, pair in builds.items() if pair[0].mode == spec.mode}
+    if len(working) < 2:
+        name = next(iter(working), implementations[0])
+        return builds[name]
+
+    def runner(built: Built) -> Any:
+        def run(**batch: torch.Tensor) -> Any:
+            with inference_context(built.precision, traced=built.traced):
+                return built.model(**batch)
+        return run
+
+    timings = interleaved_latency({name: runner(pair[0]) for name, pair in working.items()}, inputs,
+                                  warmup=0 if all(pair[0].warmed_up for pair in working.values()) else 1,
+                                  repeats=repeats)
+    fastest = min(timings, key=lambda name: timings[name].median)
+    shape = "x".join(str(size) for size in next(iter(inputs.values())).shape)
+    measured = ", ".join(f"{name} {timings[name].median * 1e3:.1f} ms" for name in working)
+    chosen, eager_model = working[fastest]
+    chosen.choices.insert(0, Step("attention", f"{fastest} attention, the faster of {measured} per call on the "
+                                               f"example inputs ({shape}), measured here"))
+    if f"{fastest} attention" not in chosen.applied:
+        chosen.applied.insert(0, f"{fastest} attention")
+    return chosen, eager_model
 
 
 def prepare_for_inference(
@@ -173,8 +213,11 @@ def prepare_for_inference(
     `example_inputs`) and returns the eager model's output type.
 
     What it does to your model: puts it in eval mode (`model.eval()`, which it stays in) and leaves
-    its weights alone. `eager` and `ipex` run your model's own weights (a later change to them shows);
-    `jit`, `compile` and the int8 paths freeze or quantize copies (a later change does not show).
+    its weights alone. Prepare again after changing weights: `eager` runs your model's own weights (a
+    later change shows); `ipex` (the copy `ipex.optimize(inplace=False)` makes), `export` (a package) and
+    the int8 paths (quantized copies) do not see it; `jit` and `compile` freeze the weights as graph
+    constants that may be your tensors themselves, so an in-place change shows where no pass packed or
+    cast them (fp32 `jit` sees it, bf16 does not: `tests/test_optimize.py`).
     `attention=` builds a second model around the same weights; yours keeps its attention. After
     building, it runs `gc.collect()` and glibc's `malloc_trim(0)` so that set-up's temporaries go
     back to the system (`memory.release_freed_memory`). Process-wide settings (matmul precision,
@@ -193,8 +236,9 @@ def prepare_for_inference(
             says what it picked and why), "eager", "jit", "ipex", "ipex+jit", "compile" or "export".
         precision: "fp32" / torch.float32, "bf16" / torch.bfloat16 (CPU autocast mixed precision),
             "int8" / torch.qint8 (quantized Linear layers; the path per mode is in `registry`),
-            "bf32" (opt-in: fp32 model and tensors, matrix products in bf16 by oneDNN, on CPUs with AMX;
-            fp32 with a logged reason elsewhere), or "auto" (bf16 where the CPU has native bf16, fp32
+            "bf32" (opt-in: fp32 model and tensors, matrix products in bf16 by oneDNN, on CPUs with AMX and
+            paths whose kernels honour it, measured once per path on a Linear of the model's width
+            (`bf32_check`); fp32 with a logged reason elsewhere), or "auto" (bf16 where the CPU has native bf16, fp32
             elsewhere; never bf32). Anything else raises ValueError.
         auto_kernel_selection: IPEX fp32 paths: True oneDNN, False MKL; None times both on the model's
             feed-forward block on this CPU and takes the faster (`kernel_choice`), recorded in `record.choices`.
@@ -208,8 +252,9 @@ def prepare_for_inference(
             tolerance (default True).
         capabilities: the CPU report to decide with (detected when omitted).
         attention: "eager" or "sdpa" to run a transformers model with that attention implementation
-            (a second model around the same weights); None keeps it, except that `auto` picks eager
-            attention for ipex+jit in bf16 and int8 (`registry.auto_attention`).
+            (a second model around the same weights); None keeps it, except that `auto` builds ipex+jit in
+            bf16 and int8 with both SDPA and eager attention (IPEX fuses the latter) and keeps the faster at
+            the example's shape (`registry.auto_attention_candidates`; `record.choices` has both timings).
         calibration: ipex+jit:int8 (and auto:int8): batches to measure activation ranges on (static int8);
             use data you do not evaluate on. Without them ipex+jit:int8 falls back to dynamic int8.
         package_path: export paths: write the AOTInductor package (.pt2) there, to load later in a fresh
@@ -219,6 +264,9 @@ def prepare_for_inference(
     if not isinstance(example_inputs, Mapping):
         raise ValueError("example_inputs must be a dict of named tensors (e.g. a tokenizer's output): "
                          + positional_inputs_problem(model, list(example_inputs)))
+    problem = example_inputs_problem(example_inputs)
+    if problem:
+        raise ValueError(problem)
     requested_mode = parse_mode(mode)
     caps = capabilities or cached_capabilities()
     choices: list[Step] = []
@@ -248,13 +296,12 @@ def prepare_for_inference(
         built, eager_model = _build_one(model, ModeSpec(requested_mode, runs_in), attention, options, inputs, caps)
     else:
         for candidate, reason in auto_plan():
-            candidate_attention = attention
-            if attention is None and attention_implementation(model) == "sdpa":
-                candidate_attention = auto_attention(candidate, runs_in)
-                if candidate_attention:
-                    reason += f"; with {candidate_attention} attention, which IPEX fuses into its {runs_in} kernels"
-            built, eager_model = _build_one(model, ModeSpec(candidate, runs_in), candidate_attention, options,
-                                            inputs, caps)
+            spec = ModeSpec(candidate, runs_in)
+            measured = auto_attention_candidates(candidate, runs_in)
+            if attention is None and attention_implementation(model) == "sdpa" and measured:
+                built, eager_model = _fastest_attention(model, spec, measured, options, inputs, caps)
+            else:
+                built, eager_model = _build_one(model, spec, attention, options, inputs, caps)
             if built.mode == candidate:
                 choices.append(Step("auto", f"chose {candidate}: {reason}"))
                 break
@@ -277,6 +324,25 @@ def prepare_for_inference(
     record.setup_seconds = time.perf_counter() - start
     logger.info("prepared model: %s", record.summary())
     return ready
+
+
+#: Inputs a transformers model reads as a (batch, sequence) grid of tokens.
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def example_inputs_problem(example_inputs: Mapping[str, Any]) -> str | None:
+    """Why a dict of example inputs cannot be prepared for (empty, a non-tensor, a token input that is not a
+    non-empty (batch, sequence) tensor), or None."""
+    if not example_inputs:
+        return "example_inputs is empty: pass a tokenizer's output, e.g. dict(tokenizer(text, return_tensors='pt'))"
+    for name, value in example_inputs.items():
+        if not isinstance(value, torch.Tensor):
+            return (f"example_inputs[{name!r}] is a {type(value).__name__}, not a tensor: tokenize with "
+                    "return_tensors='pt'")
+        if name in TOKEN_INPUTS and (value.dim() != 2 or value.numel() == 0):
+            return (f"example_inputs[{name!r}] has shape {tuple(value.shape)}: token inputs are (batch, sequence) "
+                    "tensors with at least one token, e.g. tokenizer(text, return_tensors='pt')")
+    return None
 
 
 def _output_class(built: Built, eager_model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> type | None:

@@ -8,14 +8,14 @@ the CPU report) and returns a `Built`. When its technique cannot be applied it b
 path of the table and prepends a fallback `Step` saying why:
 
     ipex+jit -> jit (IPEX unusable) or ipex (trace failed);  ipex -> eager;  jit -> eager;  compile -> eager
-    export -> eager (export refused the model, or AOTInductor failed);  export:bf32 -> export (fp32)
+    export -> eager (export refused the model, or AOTInductor failed)
     ipex+jit:int8 -> jit:int8;  ipex:int8 -> eager:int8;  compile:int8 -> eager:int8;  jit:int8 -> eager:int8;
     export:int8 -> eager:int8;  eager:int8 -> eager fp32 (no quantized engine)
 
 Each path declares the options it honours (`PathBuilder.honours`); the front door refuses an option given
 to a path that would ignore it (`refuse_unhonoured`), before any work. Precision fallbacks (bf16 without
-native bf16, bf32 without AMX) happen before the table is consulted: the front door then builds the
-fp32 entry of the same mode.
+native bf16; bf32 without AMX, on export, or on a path whose kernels ignore it, `bf32_check`) happen before
+the table is consulted: the front door then builds the fp32 entry of the same mode.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,9 +30,10 @@ from typing import Any
 
 import torch
 
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.modes import AUTO, MODES, ModeSpec
 from cpu_inference_helpers.record import Built, Step
-from cpu_inference_helpers.techniques.capabilities import CpuCapabilities
+from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, inductor_compiler_available
 from cpu_inference_helpers.techniques.compiling import compile_model
 from cpu_inference_helpers.techniques.dtypes import BF32, INT8, PRECISION_DTYPES
 from cpu_inference_helpers.techniques.exporting import export_model
@@ -213,11 +213,6 @@ def _exported(model: torch.nn.Module, request: BuildRequest, precision: str) -> 
 
 def _export(precision: str) -> Callable[[BuildRequest], Built]:
     def build(request: BuildRequest) -> Built:
-        if precision == BF32:  # the AOTInductor kernels are chosen when the package is compiled, not per call
-            reason = ("bf32 is a process-wide math mode read when a kernel runs; an AOTInductor package has "
-                      "its kernels compiled in, so export builds fp32 (bf32 runs with jit, ipex+jit, compile)")
-            logger.warning("%s", reason)
-            return _with_fallback(_export("fp32")(request), Step("precision", reason))
         exported = _exported(request.model, request, precision)
         if exported.fell_back:
             return _with_fallback(_eager(precision)(request), *exported.fallbacks)
@@ -233,16 +228,11 @@ def _int8_fallback(failed: str, to: Callable[[BuildRequest], Built], request: Bu
     return _with_fallback(to(request), Step(failed, reason))
 
 
-def _error_text(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".strip().rstrip(":")
-
-
 def _eager_int8(request: BuildRequest) -> Built:
     try:
         quantized = quantize_dynamic_linear(request.model)
     except Exception as error:  # noqa: BLE001 - e.g. no quantized engine for this CPU
-        reason = f"dynamic quantization failed ({_error_text(error)}); fp32 runs"
+        reason = f"dynamic quantization failed ({error_summary(error)}); fp32 runs"
         logger.warning("int8 not applied, running fp32: %s", reason)
         return Built(request.model, "eager", "fp32", fallbacks=[Step("eager:int8", reason)])
     return Built(quantized, "eager", INT8, applied=["dynamic int8 Linear (torch.ao quantize_dynamic)"])
@@ -278,7 +268,7 @@ def _ipex_jit_int8(request: BuildRequest) -> Built:
     try:
         calibrated = calibrated_ipex_int8(request.model, request.inputs, calibration)
     except Exception as error:  # noqa: BLE001 - IPEX's quantizer failing on this model
-        return _int8_fallback("ipex+jit:int8", _jit_int8, request, _error_text(error))
+        return _int8_fallback("ipex+jit:int8", _jit_int8, request, error_summary(error))
 
     def trace_and_freeze(inputs: dict[str, torch.Tensor]) -> Any:
         traced = torch.jit.trace(calibrated, example_kwarg_inputs=inputs, strict=False, check_trace=False)
@@ -316,7 +306,7 @@ def _torchao_int8(path: str, request: BuildRequest, build: Callable[[torch.nn.Mo
     try:
         quantized = quantize_with_torchao(request.model)
     except Exception as error:  # noqa: BLE001
-        return _int8_fallback(path, _eager_int8, request, f"torchao's quantize_ failed: {_error_text(error)}")
+        return _int8_fallback(path, _eager_int8, request, f"torchao's quantize_ failed: {error_summary(error)}")
     built = build(quantized)
     if built.fell_back:
         return _int8_fallback(path, _eager_int8, request, f"{failure}: {built.reason}")
@@ -373,7 +363,8 @@ def _table() -> dict[ModeSpec, PathBuilder]:
                         _GRAPH | {"dynamic_shapes"} | emulated, "torch.compile (Inductor, freezing)"),
             PathBuilder(ModeSpec("export", precision), _export(precision), _EXPORT | emulated,
                         "torch.export + AOTInductor package (loads in Python or C++)"
-                        + (" in fp32: bf32 cannot be compiled in" if precision == BF32 else "")),
+                        + (" (the front door builds bf32 requests in fp32: bf32 cannot be compiled in)"
+                           if precision == BF32 else "")),
         ]
     paths += [
         PathBuilder(ModeSpec("eager", INT8), _eager_int8, _BASIC, "PyTorch's dynamic int8 Linear"),
@@ -426,21 +417,6 @@ def refuse_unhonoured(spec: ModeSpec, given: Iterable[str]) -> None:
 
 # --- auto: a policy over the table -----------------------------------------------------------------------------
 
-def inductor_compiler_available() -> bool:
-    """Whether torch.compile's CPU backend (Inductor) finds the C++ compiler it needs."""
-    try:
-        from torch._inductor import config as inductor_config
-
-        configured = inductor_config.cpp.cxx
-    except (ImportError, AttributeError):
-        return False
-    configured = configured if isinstance(configured, tuple) else (configured,)
-    names = [name for name in configured if isinstance(name, str)]
-    if None in configured:  # None: Inductor searches the usual compilers itself
-        names += ["g++", "clang++", "c++"]
-    return any(shutil.which(name) for name in names)
-
-
 #: The process lifetimes `auto_plan` plans for.
 LONG_RUNNING, SHORT_LIVED = "long-running", "short-lived"
 
@@ -480,11 +456,13 @@ def auto_plan(process: str = LONG_RUNNING) -> list[tuple[str, str]]:
     return plan
 
 
-def auto_attention(mode: str, precision: str) -> str | None:
-    """The attention implementation `auto` runs `mode` with at `precision` when the caller names none.
+def auto_attention_candidates(mode: str, precision: str) -> tuple[str, ...]:
+    """The attention implementations `auto` measures for `mode` at `precision` when the caller names none.
 
-    "eager" for ipex+jit in bf16 and int8: IPEX fuses the eager attention pattern (not SDPA) into its bf16
-    multi-head-attention kernel, and quantizes its matmuls in int8 (measured: docs/benchmarks.md); None
-    (keep the model's) otherwise, as in fp32, where SDPA is as fast or faster.
+    ipex+jit in bf16 and int8: IPEX fuses the eager attention pattern (not SDPA) into its multi-head-attention
+    kernel and quantizes its matmuls in int8, which wins at batch 1; at batch 8 on an Intel Xeon with AMX, SDPA
+    won (598 vs 381 ms per call in bf16, issue 31, 2026-12-03). So both are built and timed at the example's
+    shape, and the faster runs. Empty (keep the model's attention) for other paths: in fp32 SDPA is as fast or
+    faster, and the other modes have no fused eager-attention kernel.
     """
-    return "eager" if mode == "ipex+jit" and precision in ("bf16", INT8) else None
+    return ("sdpa", "eager") if mode == "ipex+jit" and precision in ("bf16", INT8) else ()

@@ -33,9 +33,11 @@ from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
 from cpu_inference_helpers.qa.calibration import DEFAULT_CALIBRATION_WINDOWS
 from cpu_inference_helpers.qa.data import SquadFormatError
 from cpu_inference_helpers.qa.evaluation import (
-    DEFAULT_MODES,
+    LEGACY_DEFAULT_MODES,
+    MODERN_DEFAULT_MODES,
     REAL_CHECKPOINT_COMMAND,
     EvaluationSettings,
+    default_modes,
     evaluate_modes,
 )
 from cpu_inference_helpers.qa.report import format_table
@@ -86,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--torch_compile", action="store_true",
                      help="torch.compile with Inductor (the modern successor of --jit_mode_eval)")
     compare = parser.add_argument_group("comparison")
-    compare.add_argument("--modes", help=f"comma-separated modes to compare, e.g. {DEFAULT_MODES} "
-                                         "(eager fp32 is always added as the reference)")
+    compare.add_argument("--modes", help="comma-separated modes to compare (eager fp32 is always added as the "
+                                         f"reference); default where IPEX works: {LEGACY_DEFAULT_MODES}; "
+                                         f"without IPEX (the modern stack): {MODERN_DEFAULT_MODES}")
     compare.add_argument("--attn_implementation", choices=["sdpa", "eager"], default="sdpa",
                          help="attention kernel: sdpa (PyTorch fused attention) or eager")
     compare.add_argument("--num_threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[ModeSpec]:
     """Turn --modes or the Trainer-style flags into mode specs; contradictions end with a message."""
     trainer_flags = [flag for flag in ("jit_mode_eval", "use_ipex", "bf16", "torch_compile") if getattr(args, flag)]
-    if args.modes:
+    if args.modes is not None:  # given, even empty: an empty list is an error, not the defaults
         if trainer_flags:
             parser.error(
                 f"--modes lists the modes itself; drop --{' --'.join(trainer_flags)} "
@@ -131,7 +134,7 @@ def resolve_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         except ValueError as error:
             parser.error(str(error))
     if not trainer_flags:
-        return parse_mode_list(DEFAULT_MODES)
+        return parse_mode_list(default_modes())
     precision = "bf16" if args.bf16 else "fp32"
     if args.torch_compile:
         if args.jit_mode_eval or args.use_ipex:
@@ -151,8 +154,13 @@ def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--do_train / --do_predict are not supported: this tool only evaluates (--do_eval)")
     if args.dataset_name and args.validation_file:
         parser.error("pass either --dataset_name or --validation_file, not both")
-    if args.num_threads is not None and args.num_threads < 1:
-        parser.error("--num_threads must be at least 1")
+    if args.num_threads is not None:
+        from cpu_inference_helpers.infra.cpus import usable_cpu_count
+
+        cpus = usable_cpu_count()
+        if not 1 <= args.num_threads <= cpus:
+            parser.error(f"--num_threads must be between 1 and the {cpus} CPUs this process may use, not "
+                         f"{args.num_threads} (more threads than CPUs only makes them wait for each other)")
     ray_flags = [flag for flag in ("ray_address", "workers") if getattr(args, flag) is not None]
     if args.engine != "ray" and ray_flags:
         parser.error(f"--{' --'.join(ray_flags)} need --engine ray")

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 import torch
-from conftest import cpuinfo_capabilities, requires_ipex
+from conftest import cpuinfo_capabilities, requires_ipex, requires_native_bf16
 
 from cpu_inference_helpers.optimize import prepare_for_inference
 from cpu_inference_helpers.record import Step
@@ -29,15 +29,21 @@ def ipex_disabled(monkeypatch, fresh_ipex_probe):
 
 
 @requires_ipex
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=requires_native_bf16)])
 def test_auto_picks_ipex_jit_where_ipex_works(precision, tiny_model, example_batch):
     ready = prepare_for_inference(tiny_model, example_batch, mode="auto", precision=precision,
                                   capabilities=cpuinfo_capabilities("amd_zen4"))
     assert ready.record.requested_mode == "auto" and ready.record.mode == "ipex+jit"
     assert ready.record.choices[0].step == "auto"
     assert ready.record.choices[0].reason.startswith("chose ipex+jit: IPEX is usable")
-    # In bf16 IPEX fuses eager attention into one kernel, which beats SDPA; in fp32 SDPA stays.
-    assert ("eager attention" in ready.record.applied) == (precision == "bf16")
+    # In bf16 ipex+jit is built with SDPA and with eager attention (which IPEX fuses) and the faster kept;
+    # in fp32 SDPA stays, unmeasured.
+    measured = [choice.reason for choice in ready.record.choices if choice.step == "attention"]
+    if precision == "bf16":
+        assert len(measured) == 1 and "sdpa attention" in " ".join(ready.record.applied + measured)
+        assert " ms, eager " in measured[0] and "measured here" in measured[0]
+    else:
+        assert not measured and "eager attention" not in ready.record.applied
     assert not ready.record.fell_back
     with torch.no_grad():
         difference = max_abs_difference(tiny_model(**example_batch), ready(**example_batch))
@@ -93,3 +99,31 @@ def test_auto_plans_for_the_process_lifetime(ipex_disabled):
     assert "saved export package" in short_lived[0][1]
     with pytest.raises(ValueError, match="long-running"):
         auto_plan(process="forever")
+
+
+@requires_ipex
+@requires_native_bf16  # IPEX's bf16 weight prepack needs AVX-512 (or AVX-NE-CONVERT)
+@pytest.mark.parametrize("faster", ["sdpa", "eager"])
+def test_auto_keeps_the_attention_measured_faster_at_the_example_shape(faster, monkeypatch, tiny_model,
+                                                                       example_batch):
+    """ipex+jit in bf16 is built with both attentions; whichever times faster at this shape is what runs."""
+    from cpu_inference_helpers import optimize
+    from cpu_inference_helpers.infra.timing import LatencyStats
+
+    def timed(candidates, inputs, warmup, repeats):
+        assert set(candidates) == {"sdpa", "eager"}
+        for run in candidates.values():
+            run(**inputs)  # each candidate really runs
+        return {name: LatencyStats.from_samples([0.010 if name == faster else 0.015]) for name in candidates}
+
+    monkeypatch.setattr(optimize, "interleaved_latency", timed)
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto", precision="bf16",
+                                  capabilities=cpuinfo_capabilities("amd_zen4"))
+    assert ready.record.mode == "ipex+jit"
+    choice = next(choice.reason for choice in ready.record.choices if choice.step == "attention")
+    assert choice.startswith(f"{faster} attention, the faster of sdpa 1") and "(2x32)" in choice
+    assert f"{faster} attention" in ready.record.applied
+    other = "eager" if faster == "sdpa" else "sdpa"
+    assert f"{other} attention" not in ready.record.applied
+    with torch.no_grad():
+        assert max_abs_difference(tiny_model(**example_batch), ready(**example_batch)) < 0.1

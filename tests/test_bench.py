@@ -257,3 +257,20 @@ def test_openvino_int8_quantizes_with_nncf_or_says_how_to_install_it(example_bat
     runtime = runner.compiled_model.get_runtime_model().get_ops()
     precisions = {op.get_rt_info()["runtimePrecision"].astype(str) for op in runtime}
     assert "i8" in precisions, precisions  # the GEMMs run on int8 data
+
+
+def test_the_roofline_times_a_slow_backend_once_instead_of_for_minutes():
+    """torch._int_mm without VNNI took 12 s per 2048^3 product on an AVX2-only EPYC: one call is enough."""
+    import time
+
+    from cpu_inference_helpers.bench.roofline import _best_seconds
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.03)
+
+    assert _best_seconds(slow, repeats=5, min_seconds=0.05, slow_seconds=0.01) >= 0.03 and len(calls) == 1
+    calls.clear()
+    assert _best_seconds(slow, repeats=3, min_seconds=0.0, slow_seconds=1.0) >= 0.03 and len(calls) == 2 + 3

@@ -99,3 +99,20 @@ def test_info_cli_rejects_unknown_command():
     )
     assert completed.returncode == 2
     assert "invalid choice" in completed.stderr
+
+
+def test_the_report_names_the_cpp_compiler_torch_compile_would_use():
+    import shutil
+
+    import torch._inductor.config as inductor_config
+
+    from cpu_inference_helpers.techniques.capabilities import detect_capabilities
+
+    with inductor_config.patch({"cpp.cxx": ("g++",)}):
+        report = detect_capabilities()
+        assert report.cpp_compiler == shutil.which("g++")
+        assert ("C++ compiler:   none found" in report.summary()) == (shutil.which("g++") is None)
+    with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):
+        report = detect_capabilities()
+        assert report.cpp_compiler is None and "none found: torch.compile and export fall back" in report.summary()
+        assert report.as_dict()["cpp_compiler"] is None

@@ -12,14 +12,14 @@ import warnings
 
 import pytest
 import torch
-from conftest import requires_ipex
+from conftest import cpuinfo_capabilities, requires_ipex
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
+from cpu_inference_helpers.bf32_check import EXPORT_REASON, bf32_fallback_reason_for_path
 from cpu_inference_helpers.deployment import load_prepared, save_prepared
 from cpu_inference_helpers.modes import ModeSpec
 from cpu_inference_helpers.optimize import prepare_for_inference
-from cpu_inference_helpers.registry import PATHS, BuildOptions, BuildRequest, inductor_compiler_available
-from cpu_inference_helpers.techniques.capabilities import cached_capabilities
+from cpu_inference_helpers.registry import inductor_compiler_available
 from cpu_inference_helpers.techniques.deprecations import TORCHSCRIPT
 from cpu_inference_helpers.techniques.exporting import SkipsMaskWhenUnpadded, export_refusal, load_package
 from cpu_inference_helpers.techniques.parity import max_abs_difference
@@ -189,10 +189,13 @@ def test_export_int8_runs_torchao_or_falls_back_to_dynamic_int8(tiny_model, exam
 
 
 def test_export_bf32_builds_fp32_and_says_why(tiny_model, example_batch):
-    request = BuildRequest(tiny_model, dict(example_batch), BuildOptions(), cached_capabilities())
-    built = PATHS[ModeSpec("export", "bf32")].build(request)
-    assert built.mode == "export" and built.precision == "fp32"
-    assert built.fallbacks[0].step == "precision" and "compiled in" in built.fallbacks[0].reason
+    """Even with AMX, export builds fp32: bf32 is read when a kernel runs, a package has its kernels compiled in."""
+    amx = cpuinfo_capabilities("intel_sapphire_rapids")
+    assert bf32_fallback_reason_for_path("export", tiny_model, example_batch, amx) == EXPORT_REASON
+    ready = prepare_for_inference(tiny_model, example_batch, mode="export", precision="bf32", capabilities=amx)
+    assert ready.record.ran_as == "export", ready.record.summary()
+    [fallback] = [step for step in ready.record.fallbacks if step.step == "precision"]
+    assert "compiled in" in fallback.reason
 
 
 @requires_ipex

@@ -187,3 +187,74 @@ def test_an_int8_mode_runs_end_to_end_and_records_what_it_ran(tmp_path):
     results = {r["name"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
     assert results["eager:int8"]["ran_as"] == "eager:int8"
     assert (tmp_path / "eager-int8" / "eval_results.json").exists()
+
+
+# --- the library and the benchmark (issue 33, item 6) ---------------------------------------------------------
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ({"input_ids": "torch.tensor(5)"}, "has shape (): token inputs are (batch, sequence)"),
+    ({"input_ids": "torch.zeros(1, 0, dtype=torch.long)"}, "at least one token"),
+    ({"input_ids": "[[101, 102]]"}, "is a list, not a tensor"),
+    ({}, "example_inputs is empty"),
+])
+def test_example_inputs_that_are_no_batch_get_a_clear_error_before_any_work(inputs, message, monkeypatch):
+    import torch
+
+    from cpu_inference_helpers import optimize
+    from cpu_inference_helpers.models import build_random_qa_model
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a path was built for a bad example")
+
+    monkeypatch.setattr(optimize, "_build_one", no_build)
+    inputs = {name: eval(text, {"torch": torch}) for name, text in inputs.items()}  # noqa: S307 - test literals
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        optimize.prepare_for_inference(build_random_qa_model("random-bert-tiny"), inputs, mode="jit")
+
+
+@pytest.mark.parametrize("text", [b"processor : 0\nflags : avx2\n", bytearray(b"flags : avx2"), 42])
+def test_cpuinfo_that_is_not_text_is_refused_with_the_fix(text):
+    from cpu_inference_helpers.techniques.capabilities import detect_capabilities
+
+    with pytest.raises(ValueError, match="must be the text of a /proc/cpuinfo as a str") as raised:
+        detect_capabilities(text)
+    assert ("decode it first" in str(raised.value)) == isinstance(text, (bytes, bytearray))
+
+
+def test_a_branch_on_float_input_values_is_not_traced_into_wrong_answers(caplog):
+    """`x * 2 if x.sum() > 0 else x - 100` traced on all ones would answer x * 2 for negative x too."""
+    import logging
+
+    import torch
+
+    from cpu_inference_helpers.optimize import prepare_for_inference
+
+    class Branching(torch.nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x - 100
+
+    model = Branching()
+    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers"):
+        ready = prepare_for_inference(model, {"x": torch.ones(2, 3)}, mode="jit")
+    assert ready.record.mode == "eager" and ready.record.fallbacks[0].step == "jit"
+    assert "TracerWarning" in ready.record.fallbacks[0].reason and "another input" in ready.record.fallbacks[0].reason
+    assert "Using the eager model" in caplog.text
+    negative = -torch.ones(2, 3)
+    assert torch.equal(ready(x=negative), negative - 100)
+
+
+def test_bench_refuses_a_sequence_longer_than_the_model_takes_before_any_work(monkeypatch, capsys, tmp_path):
+    from cpu_inference_helpers.bench import __main__ as bench_main
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(bench_main, "run_shape_in_subprocess", no_work)
+    monkeypatch.setattr(bench_main, "measure_matmul_peak", no_work)
+    with pytest.raises(SystemExit) as raised:
+        bench_main.main(["--model_name_or_path", "random-bert-tiny", "--shapes", "128x1,100000x1",
+                         "--output_dir", str(tmp_path / "bench")])
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert "100000x1" in error and "at most 512 tokens" in error and "128x1" not in error.split("--shapes")[1]
+    assert not (tmp_path / "bench").exists()

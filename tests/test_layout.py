@@ -50,6 +50,7 @@ ALLOWED_IMPORTS = {
     "cli": {"infra", "techniques", "core", "models", "qa", "bench", "training"},  # run_qa, __main__, __init__
 }
 ROOT_PARTS = {"modes": "core", "record": "core", "registry": "core", "optimize": "core", "deployment": "core",
+              "bf32_check": "core", "preparation": "core",
               "models": "models",
               "shipped_checkpoint": "models", "run_qa": "cli", "__main__": "cli", "__init__": "cli"}
 

@@ -39,3 +39,15 @@ def test_without_matplotlib_the_plot_is_skipped_with_the_install_hint(tmp_path, 
         drawn = plot_results(tmp_path / "comparison.png", [], "title")
     assert drawn is False and not (tmp_path / "comparison.png").exists()
     assert "comparison.png is skipped" in caplog.text and "[plots]" in caplog.text
+
+
+def test_the_plots_leave_the_users_matplotlib_backend_alone(tmp_path):
+    """A user's backend (Jupyter's inline one, MPLBACKEND, matplotlib.use) stays in force after our plots."""
+    code = ("import matplotlib\n"
+            "matplotlib.use('svg')\n"
+            "from cpu_inference_helpers.infra import plotting\n"
+            "plt = plotting.pyplot('test.png')\n"
+            "figure = plt.figure(); plt.plot([0, 1]); figure.savefig(r'" + str(tmp_path / "plot.png") + "')\n"
+            "print(matplotlib.get_backend())\n")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "svg" and (tmp_path / "plot.png").stat().st_size > 0

@@ -27,6 +27,10 @@ def cells(path: Path) -> list[dict]:
     return json.loads(path.read_text())["cells"]
 
 
+def tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
 def output_text(cell: dict) -> str:
     parts = []
     for output in cell.get("outputs", []):
@@ -52,7 +56,7 @@ def test_stored_outputs_carry_no_warnings_paths_or_widget_state(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_strict_cells_print_nothing_that_depends_on_the_cpu(path):
     for index, cell in enumerate(cells(path)):
-        if cell["cell_type"] != "code" or "# NBVAL_IGNORE_OUTPUT" in "".join(cell["source"]):
+        if cell["cell_type"] != "code" or "nbval-ignore-output" in tags(cell):
             continue
         text = output_text(cell)
         assert not CPU_DEPENDENT.search(text), f"{path.name} cell {index} prints {CPU_DEPENDENT.search(text)[0]!r}"
@@ -60,6 +64,18 @@ def test_strict_cells_print_nothing_that_depends_on_the_cpu(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_notebook_compares_something_on_every_stack(path):
-    """--nbval-lax (the modern stack) compares only cells marked NBVAL_CHECK_OUTPUT."""
-    marked = [cell for cell in cells(path) if "# NBVAL_CHECK_OUTPUT" in "".join(cell["source"])]
+    """--nbval-lax (the modern stack) compares only cells tagged nbval-check-output."""
+    marked = [cell for cell in cells(path) if "nbval-check-output" in tags(cell)]
     assert marked and all(cell.get("outputs") for cell in marked)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_nbval_markers_are_cell_tags_not_comments_in_the_readers_code(path):
+    """nbval reads its markers from cell tags; a `# NBVAL_...` line would be copied by every reader."""
+    for index, cell in enumerate(cells(path)):
+        source = "".join(cell["source"])
+        assert "NBVAL" not in source, f"{path.name} cell {index} carries an nbval comment: use a cell tag"
+        unknown = [tag for tag in tags(cell) if tag.startswith("nbval") and tag not in
+                   ("nbval-ignore-output", "nbval-check-output", "nbval-skip", "nbval-raises-exception")]
+        assert not unknown, f"{path.name} cell {index}: unknown nbval tag(s) {unknown}"
+        assert not ({"nbval-ignore-output", "nbval-check-output"} <= set(tags(cell))), f"{path.name} cell {index}"

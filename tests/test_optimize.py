@@ -213,3 +213,25 @@ def test_building_blocks_take_precision_names_and_dtypes(function, tiny_model, e
         build(*args, dtype="fp8")
     with pytest.raises(ValueError, match="unsupported precision torch.float16"):
         build(*args, dtype=torch.float16)
+
+
+@pytest.mark.parametrize(("mode", "precision", "sees_it"), [
+    ("eager", "fp32", True),
+    pytest.param("ipex", "fp32", False, marks=requires_ipex),
+    ("jit", "fp32", True),  # torch.jit.freeze inlines the tensors themselves: the constant is your bias
+    ("jit", "bf16", False),  # the bf16 casts are folded at freeze time: copies
+    pytest.param("export", "fp32", False, marks=pytest.mark.skipif(not inductor_compiler_available(),
+                                                             reason="no C++ compiler for AOTInductor")),
+])
+def test_which_paths_see_a_later_change_to_your_weights(mode, precision, sees_it, example_batch):
+    """README's contract: prepare again after changing weights; which paths see an in-place change."""
+    model = build_random_qa_model("random-bert-tiny", seed=6)
+    emulation = {"allow_emulated_bf16": True} if precision == "bf16" else {}
+    ready = prepare_for_inference(model, example_batch, mode=mode, precision=precision, **emulation)
+    assert ready.record.mode == mode
+    with torch.no_grad():
+        before = ready(**example_batch).start_logits.clone()
+        model.qa_outputs.bias.add_(1.0)  # every start logit moves by 1 in the model itself
+        after = ready(**example_batch).start_logits
+    moved = (after - before).abs().max().item()
+    assert (abs(moved - 1.0) < 0.02) if sees_it else moved < 1e-4, moved

@@ -209,4 +209,12 @@ def test_fetch_rejects_a_broken_download_and_leaves_nothing(tmp_path):
     destination = tmp_path / "dev.json"
     with pytest.raises(SquadFormatError):
         fetch_squad_dev(destination, url=source.as_uri())
-    assert not destination.exists() and not list(tmp_path.glob("*.part"))
+    assert not destination.exists() and not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".partial-*"))
+
+
+def test_a_failed_download_leaves_no_partial_file(tmp_path):
+    """The download itself failing (no such file / host) used to leave its `.part` file behind."""
+    destination = tmp_path / "dev.json"
+    with pytest.raises(OSError):
+        fetch_squad_dev(destination, url=(tmp_path / "missing.json").as_uri())
+    assert list(tmp_path.iterdir()) == []

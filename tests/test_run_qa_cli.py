@@ -4,6 +4,7 @@ import io
 import json
 
 import pytest
+from conftest import requires_ipex
 
 from cpu_inference_helpers import run_qa
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
@@ -91,7 +92,6 @@ def test_ipex_modes_report_the_fallback_when_ipex_is_missing(tmp_path, monkeypat
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ([], parse_mode_list("eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8")),
         (["--jit_mode_eval"], [ModeSpec("jit")]),
         (["--use_ipex"], [ModeSpec("ipex")]),
         (["--jit_mode_eval", "--use_ipex", "--bf16"], [ModeSpec("ipex+jit", "bf16")]),
@@ -103,6 +103,23 @@ def test_ipex_modes_report_the_fallback_when_ipex_is_missing(tmp_path, monkeypat
 def test_trainer_flags_map_to_modes(flags, expected):
     parser = build_parser()
     assert resolve_modes(parser, parser.parse_args(["--do_eval", *flags])) == expected
+
+
+@pytest.mark.parametrize("ipex_usable", [pytest.param(True, marks=requires_ipex), False])
+def test_the_default_modes_are_the_stacks_own(ipex_usable, monkeypatch, fresh_ipex_probe):
+    """Where IPEX works the guide's IPEX modes; without it (modern stack) compile and export, not IPEX fallbacks."""
+    if not ipex_usable:
+        monkeypatch.setenv(ipex_support.DISABLE_ENV_VAR, "1")
+        assert not ipex_support.probe_ipex(refresh=True).usable
+    parser = build_parser()
+    specs = resolve_modes(parser, parser.parse_args(["--do_eval"]))
+    modes = {spec.mode for spec in specs}
+    if ipex_usable:
+        assert specs == parse_mode_list("eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8")
+    else:
+        assert not any("ipex" in mode for mode in modes) and {"eager", "jit", "compile", "export"} <= modes
+        assert {"compile:bf16", "export:bf16", "auto:int8"} <= {spec.name for spec in specs}
+    assert EvaluationSettings().modes == specs
 
 
 @pytest.mark.parametrize(
@@ -120,6 +137,10 @@ def test_trainer_flags_map_to_modes(flags, expected):
         (["--do_eval", "--per_device_eval_batch_size", "0"], "at least 1"),
         (["--do_eval", "--dataset_name", "squad", "--validation_file", "x.json"], "not both"),
         (["--do_eval", "--max_seq_length", "abc"], "invalid int value"),
+        (["--do_eval", "--modes", ""], "the mode list names no mode"),
+        (["--do_eval", "--modes", " , "], "the mode list names no mode"),
+        (["--do_eval", "--num_threads", "100000"], "--num_threads must be between 1 and the"),
+        (["--do_eval", "--num_threads", "0"], "--num_threads must be between 1 and the"),
     ],
 )
 def test_bad_flags_exit_with_a_clear_message(argv, message, capsys):
@@ -181,3 +202,26 @@ def test_the_settings_are_checked_in_one_place_for_the_library_and_the_cli(field
     with pytest.raises(SystemExit):
         run_qa.main(["--do_eval", f"--{field}", str(value)])
     assert message in capsys.readouterr().err
+
+
+def test_the_guides_own_run_is_spelled_one_way_everywhere():
+    """README, docs/run-qa.md, run_qa's help and the note after a random-weights run give the same command."""
+    from pathlib import Path
+
+    from cpu_inference_helpers.qa.evaluation import REAL_CHECKPOINT_COMMAND
+
+    root = Path(__file__).resolve().parents[1]
+
+    def commands(text: str) -> list[str]:
+        joined = " ".join(text.replace("\\\\\n", " ").replace("\\\n", " ").split())
+        start = "python -m cpu_inference_helpers.run_qa --model_name_or_path csarron/"
+        return [start + part.split(" --output_dir ")[0] + " --output_dir /tmp/qa"
+                for part in joined.split(start)[1:] if "--dataset_name squad --do_eval --max_seq" in part]
+
+    expected = " ".join(REAL_CHECKPOINT_COMMAND.split())
+    for name, text in [("README.md", (root / "README.md").read_text()),
+                       ("docs/run-qa.md", (root / "docs/run-qa.md").read_text()),
+                       ("run_qa's help", run_qa.__doc__)]:
+        found = commands(text)
+        assert found and all(command == expected for command in found), (name, found)
+    assert "--jit_mode_eval --use_ipex" in expected and "--max_seq_length 384 --doc_stride 128" in expected

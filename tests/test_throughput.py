@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import requires_ipex
 
 from cpu_inference_helpers.bench import throughput
 from cpu_inference_helpers.bench.throughput import Layout, ThroughputSettings, measure_throughput, parse_layouts
@@ -45,6 +46,15 @@ def test_instances_run_pinned_to_disjoint_cores_and_add_up():
         reference = next(r for r in rows if (r.mode, r.batch_size, r.layout) == (row.mode, row.batch_size, "1x1"))
         assert row.vs_one_instance == pytest.approx(row.samples_per_second / reference.samples_per_second)
     assert {row.ran_as for row in rows} == {"eager", "jit"}
+
+
+@requires_ipex
+def test_static_int8_is_calibrated_not_the_dynamic_fallback():
+    """`make throughput --modes ipex+jit:int8` measures IPEX's static int8 (calibrated on other text), not the
+    dynamic int8 it falls back to without calibration batches."""
+    rows = measure_throughput(_settings(modes=parse_mode_list("ipex+jit:int8"), layouts=[Layout(1, 1)],
+                                        batch_sizes=[1]), progress=False)
+    assert [row.ran_as for row in rows] == ["ipex+jit:int8"]
 
 
 def test_an_instance_that_fails_ends_the_run_with_its_reason():

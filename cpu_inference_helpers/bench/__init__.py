@@ -6,10 +6,12 @@
 For each input shape and precision group (fp32 and bf32; bf16; int8: each with its peers), every
 path is prepared first (optimisation, tracing, compilation, export: reported as set-up), then the
 group's paths are timed round-robin beside eager fp32 in one process (`interleaved_latency`), so
-the ratios hold on a shared, noisy machine. Paths: eager fp32
+the ratios hold on a shared, noisy machine. Paths (`paths.default_paths`): eager fp32
 with SDPA and with eager attention, TorchScript jit+freeze, IPEX (both fp32 kernel
-selections), IPEX+jit, torch.compile (Inductor with freezing), their bf16, bf32 and int8 variants, the
-helpers' `auto` choice, and the peers ONNX Runtime and OpenVINO when installed
+selections), IPEX+jit (with SDPA and with eager attention), torch.compile (Inductor with freezing; at the
+shapes kernel_choice measures faster, and at static and at dynamic shapes), torch.export + AOTInductor
+(`export`), their bf16, bf32 and int8 variants, the helpers' `auto` choice, and the peers ONNX Runtime
+and OpenVINO when installed
 (`pip install -e '.[peers]'`). The machine's matmul peak per dtype (the roofline) is
 measured in the same run; each path is reported as a speed-up over eager fp32 and as the
 fraction of that roofline its achieved FLOP rate reaches.

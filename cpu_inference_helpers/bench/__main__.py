@@ -18,6 +18,8 @@ from cpu_inference_helpers.bench.report import format_markdown, format_table, pl
 from cpu_inference_helpers.bench.roofline import ROOFLINE_PRECISIONS, measure_matmul_peak
 from cpu_inference_helpers.bench.runner import run_shape_in_subprocess
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.lists import comma_list
+from cpu_inference_helpers.infra.output_files import staged_outputs
 from cpu_inference_helpers.models import BERT_BASE_SHAPED_MODEL, load_qa_model_and_tokenizer
 from cpu_inference_helpers.techniques.capabilities import detect_capabilities, usable_cpu_count
 
@@ -44,7 +46,7 @@ def select_paths(parser: argparse.ArgumentParser, names: str | None) -> list[Pat
     if not names:
         return paths
     known = {p.name: p for p in paths}
-    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    wanted = comma_list(names)
     unknown = [name for name in wanted if name not in known]
     if unknown:
         parser.error(f"unknown path(s) {', '.join(unknown)}: choose from {', '.join(known)}")
@@ -68,10 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     capabilities = detect_capabilities(include_ipex=True)
 
     try:  # fail early, with a message, on a model that can't be loaded; the workers load it again
-        load_qa_model_and_tokenizer(args.model_name_or_path)
+        loaded = load_qa_model_and_tokenizer(args.model_name_or_path)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    positions = getattr(loaded.model.config, "max_position_embeddings", None)
+    too_long = [f"{seq}x{batch}" for seq, batch in shapes if positions and seq > positions]
+    if too_long:
+        parser.error(f"--shapes {', '.join(too_long)}: {args.model_name_or_path} takes at most {positions} tokens "
+                     "per sequence (its max_position_embeddings)")
+    del loaded
     logger.info("measuring the matmul roofline (fp32, bf16, int8) with %d threads", threads)
     peaks = {name: measure_matmul_peak(name) for name in ROOFLINE_PRECISIONS}
     results = []
@@ -91,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": capabilities.as_dict(),
     }
     payload = {"metadata": metadata, "results": [r.as_dict() for r in results], "summary": summarise(results)}
-    (output_dir / "bench.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    (output_dir / "bench.md").write_text(f"{title}\n\n{format_markdown(results)}\n")
+    with staged_outputs(output_dir) as stage:  # both files or neither
+        stage.path("bench.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        stage.path("bench.md").write_text(f"{title}\n\n{format_markdown(results)}\n")
     print(f"\n{title}\n")
     for name, peak in peaks.items():
         print(f"matmul roofline {name}: {peak.gflops:.0f} GFLOP/s ({peak.backend}, M,K,N={peak.shape})")

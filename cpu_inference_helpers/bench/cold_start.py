@@ -1,3 +1,4 @@
+
 """Cold start: a fresh process, from its start to the first batch's logits, per mode; steady latency beside it.
 
     python -m cpu_inference_helpers.bench.cold_start [--questions 8] [--max_seq_length 384] [--output_dir ...]
@@ -72,7 +73,8 @@ def _child(args: argparse.Namespace) -> int:
     from cpu_inference_helpers.deployment import load_prepared
     from cpu_inference_helpers.infra.timing import measure_latency
     from cpu_inference_helpers.models import load_qa_model_and_tokenizer
-    from cpu_inference_helpers.optimize import prepare_for_inference
+    from cpu_inference_helpers.modes import ModeSpec
+    from cpu_inference_helpers.preparation import prepare_mode
 
     imports_done = max(imports_done, time.time())
     title, how, what = PYTHON_ROWS[args.child]
@@ -80,7 +82,7 @@ def _child(args: argparse.Namespace) -> int:
     if how == "prepare":
         model = load_qa_model_and_tokenizer(args.model_name_or_path).model
     loaded = time.time()
-    ready = (prepare_for_inference(model, inputs, mode=what, warmup_steps=0) if how == "prepare"
+    ready = (prepare_mode(model, inputs, ModeSpec(what), warmup_steps=0) if how == "prepare"
              else load_prepared(Path(args.files) / what))
     prepared = time.time()
     with torch.no_grad():
@@ -239,15 +241,20 @@ def main(argv: list[str] | None = None) -> int:
                                  args.repeats)
     output = Path(args.output_dir)
     try:
-        rows = measure_cold_start(settings, output, [name.strip() for name in args.rows.split(",")]
+        from cpu_inference_helpers.infra.lists import comma_list
+
+        rows = measure_cold_start(settings, output, comma_list(args.rows)
                                   if args.rows else None, progress=True)
     except ValueError as error:
         parser.error(str(error))
     header, table = describe_setting(settings), format_table(rows)
     print(header + "\n\n" + table)
-    (output / "cold-start.json").write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]},
-                                                       indent=2) + "\n")
-    (output / "cold-start.md").write_text(header + "\n\n" + table + "\n")
+    from cpu_inference_helpers.infra.output_files import staged_outputs
+
+    with staged_outputs(output) as stage:  # both files or neither
+        stage.path("cold-start.json").write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]},
+                                                            indent=2) + "\n")
+        stage.path("cold-start.md").write_text(header + "\n\n" + table + "\n")
     return 0
 
 

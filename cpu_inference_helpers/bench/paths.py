@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cpu_inference_helpers.infra.lists import comma_list
 from cpu_inference_helpers.modes import ModeSpec
 
 REFERENCE = "eager"
@@ -70,8 +71,8 @@ def default_paths() -> list[PathSpec]:
 def parse_shapes(text: str) -> list[tuple[int, int]]:
     """Parse "384x1,128x8" into (sequence length, batch size) pairs."""
     shapes = []
-    for item in text.split(","):
-        seq, _, batch = item.strip().lower().partition("x")
+    for item in comma_list(text):
+        seq, _, batch = item.lower().partition("x")
         try:
             shape = (int(seq), int(batch))
         except ValueError:

@@ -19,15 +19,15 @@ from cpu_inference_helpers.bench.peers import BUILDERS, PeerUnavailable
 from cpu_inference_helpers.bench.profiling import profile_operators
 from cpu_inference_helpers.bench.roofline import MatmulPeak, count_model_flops
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.infra.memory import release_freed_memory
 from cpu_inference_helpers.infra.timing import LatencyStats, interleaved_latency
 from cpu_inference_helpers.models import load_qa_model_and_tokenizer
 from cpu_inference_helpers.modes import ModeSpec
-from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.preparation import prepare_mode
 from cpu_inference_helpers.qa.calibration import calibration_batches, load_calibration_examples
 from cpu_inference_helpers.qa.data import load_examples
 from cpu_inference_helpers.qa.features import prepare_validation_features
-from cpu_inference_helpers.registry import honoured_options
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, detect_capabilities
 from cpu_inference_helpers.techniques.dtypes import BF32, INT8
 from cpu_inference_helpers.techniques.parity import max_abs_difference
@@ -88,11 +88,8 @@ def _build(
         release_freed_memory()  # as prepare_for_inference does: a conversion frees GBs the C heap would keep
         result.ran_as, result.ran_precision, result.setup_s = spec.name, spec.precision, time.perf_counter() - start
         return runner
-    options = dict(spec.options)
-    if calibration is not None and "calibration" in honoured_options(ModeSpec(spec.mode, spec.precision)):
-        options["calibration"] = calibration
-    ready = prepare_for_inference(model, inputs, mode=spec.mode, precision=spec.precision, capabilities=capabilities,
-                                  **options)  # warmed up, returns ModelOutput
+    ready = prepare_mode(model, inputs, ModeSpec(spec.mode, spec.precision), calibration=calibration,
+                         capabilities=capabilities, **dict(spec.options))  # warmed up, returns ModelOutput
     record = ready.record
     result.ran_as, result.ran_precision, result.setup_s = record.ran_as, record.precision, record.setup_seconds
     result.fallbacks, result.choices = [str(step) for step in record.fallbacks], [str(step) for step in record.choices]
@@ -145,7 +142,7 @@ def bench_shape(
             logger.warning("skipping %s: %s", spec.name, error)
             continue
         except Exception as error:  # a peer's converter can fail in many ways: report, keep going
-            result.skipped = f"failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+            result.skipped = f"failed: {error_summary(error, max_chars=200)}"
             logger.warning("skipping %s: %s", spec.name, result.skipped)
             continue
         with torch.no_grad():

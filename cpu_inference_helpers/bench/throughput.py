@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.lists import comma_list
 from cpu_inference_helpers.infra.output_files import prepare_output_dir, staged_outputs
 from cpu_inference_helpers.infra.plotting import pyplot
 from cpu_inference_helpers.infra.tables import Table
@@ -67,7 +68,7 @@ class Layout:
 
 def parse_layouts(text: str, cores: int) -> list[Layout]:
     """Layouts from "1x2,2x1"; one that needs more cores than this process may use is refused."""
-    layouts = [Layout.parse(part) for part in text.split(",") if part.strip()]
+    layouts = [Layout.parse(part) for part in comma_list(text)]
     if not layouts:
         raise ValueError("name at least one layout, e.g. 1x2,2x1")
     too_big = [layout.name for layout in layouts if layout.instances * layout.threads > cores]
@@ -78,10 +79,14 @@ def parse_layouts(text: str, cores: int) -> list[Layout]:
 
 def parse_batch_sizes(text: str) -> list[int]:
     """Batch sizes from "1,8,32"."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
+    parts = comma_list(text)
     if not parts or not all(part.isdigit() and int(part) >= 1 for part in parts):
         raise ValueError(f"batch sizes are whole numbers of at least 1, e.g. 1,8,32, not {text!r}")
     return [int(part) for part in parts]
+
+
+#: Windows static int8 modes calibrate on (the packaged SQuADShifts questions, never the timed windows).
+CALIBRATION_WINDOWS = 32
 
 
 @dataclass
@@ -137,16 +142,21 @@ def _instance(settings: ThroughputSettings, layout: Layout, number: int, cores: 
 
         from cpu_inference_helpers.bench.runner import make_inputs
         from cpu_inference_helpers.models import load_qa_model_and_tokenizer
-        from cpu_inference_helpers.optimize import prepare_for_inference
+        from cpu_inference_helpers.preparation import needs_calibration, prepare_mode
+        from cpu_inference_helpers.qa.calibration import calibration_batches, load_calibration_examples
 
         torch.set_num_threads(layout.threads)
         started = time.perf_counter()
         loaded = load_qa_model_and_tokenizer(settings.model_name_or_path)
         inputs = {size: make_inputs(loaded.tokenizer, settings.seq_len, size) for size in settings.batch_sizes}
+        calibration = None
+        if needs_calibration(settings.modes):  # static int8 calibrates on other text than the timed windows
+            calibration = calibration_batches(load_calibration_examples(), loaded.tokenizer, settings.seq_len,
+                                              max(1, settings.seq_len // 3), windows=CALIBRATION_WINDOWS,
+                                              batch_size=settings.batch_sizes[0])
         models = {}
         for spec in settings.modes:
-            models[spec] = prepare_for_inference(loaded.model, inputs[settings.batch_sizes[0]], spec.mode,
-                                                 spec.precision)
+            models[spec] = prepare_mode(loaded.model, inputs[settings.batch_sizes[0]], spec, calibration=calibration)
             with torch.inference_mode():
                 for size in settings.batch_sizes[1:]:
                     models[spec](**inputs[size])  # new shapes re-specialise compiled modes: set-up, not timing

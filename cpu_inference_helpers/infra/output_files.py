@@ -83,3 +83,12 @@ def staged_outputs(folder: Path) -> Iterator[StagedFiles]:
         stage.discard()
         raise
     stage.publish()
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A hidden temporary path beside `path`, renamed to `path` when the block succeeds and deleted when it
+    raises: a reader never sees half a file, and a failed write leaves the previous one as it was."""
+    final = Path(path)
+    with staged_outputs(final.parent) as stage:
+        yield stage.path(final.name)

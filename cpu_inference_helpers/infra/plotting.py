@@ -21,7 +21,10 @@ def plotting_available() -> bool:
 
 
 def pyplot(what: str) -> ModuleType | None:
-    """matplotlib.pyplot on the file-only Agg backend (unless one was chosen), or None with a logged warning.
+    """matplotlib.pyplot on the backend the user or matplotlib chose, or None with a logged warning.
+
+    The backend is left alone: in Jupyter it is the inline one, headless matplotlib picks Agg itself, and
+    a user's `MPLBACKEND` or `matplotlib.use(...)` stays in force. The plots are written with `savefig`.
 
     Args:
         what: the plot that will be skipped without matplotlib, for the warning (e.g. "comparison.png").
@@ -29,9 +32,6 @@ def pyplot(what: str) -> ModuleType | None:
     if not plotting_available():
         logger.warning("matplotlib is not installed: %s is skipped; %s", what, INSTALL_HINT)
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt

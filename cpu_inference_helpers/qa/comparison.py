@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cpu_inference_helpers import preparation
 from cpu_inference_helpers.infra.timing import LatencyStats, break_even_samples, time_call
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
-from cpu_inference_helpers.optimize import InferenceModel, prepare_for_inference
+from cpu_inference_helpers.optimize import InferenceModel
 from cpu_inference_helpers.qa.data import SquadExample, require_scorable
 from cpu_inference_helpers.qa.features import QAFeatures
 from cpu_inference_helpers.qa.metrics import paired_f1_change, squad_metrics
 from cpu_inference_helpers.qa.postprocess import NBestEntry
 from cpu_inference_helpers.qa.predict import answers_from_logits, window_logits
-from cpu_inference_helpers.registry import honoured_options
 
 logger = logging.getLogger(__name__)
 
@@ -92,20 +92,13 @@ def prepare_modes(
     allow_emulated_bf16: bool = False,
     calibration: Sequence[dict[str, torch.Tensor]] | None = None,
 ) -> list[_ModeRun]:
-    """Prepare every mode; set-up time (the record's) includes optimisation, tracing and `warmup_steps` passes.
-
-    `allow_emulated_bf16` goes to bf16 modes, `calibration` to the modes that calibrate (ipex+jit:int8, auto:int8).
-    """
+    """Prepare every mode (`preparation.prepare_modes`); set-up time (the record's) includes optimisation,
+    tracing and `warmup_steps` passes."""
+    prepared = preparation.prepare_modes(model, example_batch, specs, calibration=calibration,
+                                         allow_emulated_bf16=allow_emulated_bf16, warmup_steps=warmup_steps)
     runs = []
-    for spec in tqdm(specs, desc="preparing modes", leave=False):
-        honoured = honoured_options(spec)
-        options: dict[str, Any] = {"warmup_steps": warmup_steps}
-        if allow_emulated_bf16 and "allow_emulated_bf16" in honoured:
-            options["allow_emulated_bf16"] = True
-        if calibration is not None and "calibration" in honoured:
-            options["calibration"] = calibration
-        prepared = prepare_for_inference(model, example_batch, mode=spec.mode, precision=spec.precision, **options)
-        run = _ModeRun(spec, prepared, prepared.record.setup_seconds)
+    for spec, ready in zip(specs, prepared, strict=True):
+        run = _ModeRun(spec, ready, ready.record.setup_seconds)
         run.warmed_shapes.add(_shape(example_batch))
         runs.append(run)
     return runs

@@ -17,7 +17,6 @@ import logging
 import lzma
 import shutil
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.output_files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -261,18 +261,13 @@ def fetch_squad_dev(destination: str | Path, url: str = OFFICIAL_DEV_URL, sha256
     """Download the full SQuAD v1.1 dev set to `destination` and check that it parses completely."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".part") as temporary:
-        with urllib.request.urlopen(url, timeout=60) as response:
+    with atomic_file(destination) as temporary_path:  # a failed download or check leaves nothing behind
+        with urllib.request.urlopen(url, timeout=60) as response, temporary_path.open("wb") as temporary:
             shutil.copyfileobj(response, temporary)
-    temporary_path = Path(temporary.name)
-    try:
         digest = hashlib.sha256(temporary_path.read_bytes()).hexdigest()
         if sha256 and digest != sha256:
             raise SquadFormatError(f"{url}: sha256 {digest} does not match the expected {sha256}")
         examples = load_squad_file(temporary_path)
-        temporary_path.replace(destination)
-    finally:
-        temporary_path.unlink(missing_ok=True)
     logger.info("downloaded %d questions to %s (sha256 %s)", len(examples), destination, digest)
     return destination
 

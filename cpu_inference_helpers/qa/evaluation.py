@@ -33,13 +33,27 @@ from cpu_inference_helpers.qa.postprocess import NBestEntry
 from cpu_inference_helpers.qa.report import plot_results, write_csv, write_json
 from cpu_inference_helpers.techniques.capabilities import detect_capabilities
 from cpu_inference_helpers.techniques.dtypes import INT8
+from cpu_inference_helpers.techniques.ipex_support import probe_ipex
 
 if TYPE_CHECKING:
     from cpu_inference_helpers.qa.ray_engine import RayEngine
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8"
+#: What `make qa` compares where IPEX works (the legacy stack): the guide's techniques.
+LEGACY_DEFAULT_MODES = "eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8"
+#: What it compares without IPEX (the modern stack): what a reader there chooses between.
+MODERN_DEFAULT_MODES = "eager,jit,compile,export,eager:bf16,compile:bf16,export:bf16,auto:int8"
+
+
+def default_modes() -> str:
+    """The modes compared when none are named: the guide's IPEX modes where IPEX is usable, else the modern paths.
+
+    (Without IPEX the IPEX modes would only fall back to jit; the modern stack's own paths are torch.compile and
+    torch.export + AOTInductor.)
+    """
+    return LEGACY_DEFAULT_MODES if probe_ipex().usable else MODERN_DEFAULT_MODES
+
 #: The guide's own run, with its real checkpoint (needs the Hub).
 REAL_CHECKPOINT_COMMAND = (
     f"python -m cpu_inference_helpers.run_qa --model_name_or_path {REFERENCE_CHECKPOINT} --dataset_name squad "
@@ -61,7 +75,7 @@ class EvaluationSettings:
     n_best_size: int = 20
     max_answer_length: int = 30
     per_device_eval_batch_size: int = 8
-    modes: list[ModeSpec] = field(default_factory=lambda: parse_mode_list(DEFAULT_MODES))
+    modes: list[ModeSpec] = field(default_factory=lambda: parse_mode_list(default_modes()))
     attn_implementation: str = "sdpa"
     warmup_steps: int = 2
     allow_emulated_bf16: bool = False

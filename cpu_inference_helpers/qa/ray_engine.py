@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.infra.log_levels import logger_level
 from cpu_inference_helpers.infra.ray_cluster import (
     INSTALL_HINT,
@@ -192,7 +193,7 @@ def _probe(model_name_or_path: str, attn_implementation: str, seed: int) -> dict
     try:
         load_qa_model_and_tokenizer(model_name_or_path, attn_implementation, seed)
     except Exception as error:  # noqa: BLE001 - reported to the driver as the reason
-        facts["load_error"] = f"{type(error).__name__}: {error}"
+        facts["load_error"] = error_summary(error)
     facts["load_s"] = time.perf_counter() - start
     return facts
 
@@ -212,8 +213,7 @@ def require_workers_match(threads_per_worker: int, model_name_or_path: str, attn
         hint = (f"install the same environment on every node: {INSTALL_HINT}"
                 if "ModuleNotFoundError" in str(error) or "ImportError" in str(error)
                 else "see the Ray worker logs (/tmp/ray/session_latest/logs)")
-        raise ClusterError(f"a Ray worker failed before the work ({type(error).__name__}: "
-                           f"{str(error).splitlines()[0]}); {hint}") from error
+        raise ClusterError(f"a Ray worker failed before the work ({error_summary(error)}); {hint}") from error
     ours = stack_facts()
     theirs = facts["stack"]
     different = {name: (ours[name], theirs.get(name)) for name in ours if theirs.get(name) != ours[name]}
@@ -294,8 +294,7 @@ def run_on_ray(
                 rows.extend({key: batch[key][i] for key in keys} for i in range(len(batch["index"])))
                 progress.update(len(batch["index"]))
     except ray.exceptions.RayError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ClusterError(f"the Ray run could not complete ({type(error).__name__}: {first_line})") from error
+        raise ClusterError(f"the Ray run could not complete ({error_summary(error)})") from error
     wall_s = time.perf_counter() - started
     if len(rows) != len(examples):
         raise ClusterError(f"the Ray run returned {len(rows)} answers for {len(examples)} questions")

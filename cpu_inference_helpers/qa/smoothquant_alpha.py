@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.lists import comma_list
 from cpu_inference_helpers.models import DEFAULT_MODEL, load_qa_model_and_tokenizer
 from cpu_inference_helpers.qa.calibration import (
     DEFAULT_CALIBRATION_WINDOWS,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_cli_logging(logging.INFO, "%(levelname)s %(name)s: %(message)s")
     try:
-        alphas = [float(text) for text in args.alphas.split(",") if text.strip()]
+        alphas = [float(text) for text in comma_list(args.alphas)]
         rows = sweep_alpha(args.model_name_or_path, alphas, args.calibration_windows)
     except (RuntimeError, ValueError, OSError) as error:
         logger.error("%s", error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +58,8 @@ class CpuCapabilities:
     notes: list[str] = field(default_factory=list)
     #: IPEX's status when `detect_capabilities(include_ipex=True)` probed it (which imports IPEX), else None.
     ipex: IpexStatus | None = None
+    #: The C++ compiler torch.compile's Inductor (and AOTInductor) would use, or None (`inductor_compiler`).
+    cpp_compiler: str | None = None
 
     @property
     def is_intel(self) -> bool:
@@ -122,6 +125,8 @@ class CpuCapabilities:
             f"bf16:           native {yes(self.native_bf16)}, oneDNN bf16 usable {yes(self.onednn_bf16_usable)}, "
             f"AMX {yes(self.has_amx)}",
             f"fp32 GEMM:      {gemm}",
+            f"C++ compiler:   {self.cpp_compiler or 'none found: torch.compile and export fall back'} "
+            "(Inductor's, for torch.compile and torch.export + AOTInductor)",
             f"Versions:       {versions}",
             f"IPEX:           {self.ipex.describe() if self.ipex else 'not probed (include_ipex=True imports it)'}",
         ]
@@ -176,6 +181,10 @@ def detect_capabilities(cpuinfo_text: str | None = None, include_ipex: bool = Fa
             (pass a string to inspect another machine's report).
         include_ipex: also probe IPEX, which imports it (seconds, and it patches torch): only when asked.
     """
+    if cpuinfo_text is not None and not isinstance(cpuinfo_text, str):
+        hint = " (decode it first: data.decode())" if isinstance(cpuinfo_text, (bytes, bytearray)) else ""
+        raise ValueError(f"cpuinfo_text must be the text of a /proc/cpuinfo as a str, not "
+                         f"{type(cpuinfo_text).__name__}{hint}; or None to read this machine's")
     import torch
 
     if cpuinfo_text is None:
@@ -205,10 +214,35 @@ def detect_capabilities(cpuinfo_text: str | None = None, include_ipex: bool = Fa
         },
         notes=notes,
         ipex=_probe_ipex() if include_ipex else None,
+        cpp_compiler=inductor_compiler(),
     )
     if onednn_bf16 and not caps.native_bf16:
         notes.append("oneDNN accepts bf16 here but emulates it: expect bf16 to be slower than fp32")
     return caps
+
+
+def inductor_compiler() -> str | None:
+    """The path of the C++ compiler torch.compile's CPU backend (Inductor) would use, or None.
+
+    Read live from Inductor's configuration (`torch._inductor.config.cpp.cxx`; None there means it searches
+    g++, clang++ and c++ itself), so a changed configuration shows at once.
+    """
+    try:
+        from torch._inductor import config as inductor_config
+
+        configured = inductor_config.cpp.cxx
+    except (ImportError, AttributeError):
+        return None
+    configured = configured if isinstance(configured, tuple) else (configured,)
+    names = [name for name in configured if isinstance(name, str)]
+    if None in configured:  # None: Inductor searches the usual compilers itself
+        names += ["g++", "clang++", "c++"]
+    return next((found for found in map(shutil.which, names) if found), None)
+
+
+def inductor_compiler_available() -> bool:
+    """Whether torch.compile's CPU backend (Inductor) finds the C++ compiler it needs."""
+    return inductor_compiler() is not None
 
 
 def _probe_ipex() -> IpexStatus:

@@ -1,4 +1,4 @@
-"""What upstream deprecated or removed, told once: in the record of a model built with it, and in README.
+"""What upstream deprecated or removed, told once: in the record of a model built with it, and in docs/compatibility.md.
 
 The TorchScript calls (`torch.jit.trace`, `freeze`, `save`, `load`, `script`) warn with a
 DeprecationWarning on every call since torch 2.10; the helpers silence that warning where they call

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.infra.versions import installed_version
 from cpu_inference_helpers.record import Built, Step
 from cpu_inference_helpers.techniques.dtypes import as_dtype, precision_name
@@ -228,7 +229,7 @@ def optimize_with_ipex(
                 model, dtype=tensors, inplace=False, auto_kernel_selection=auto_kernel_selection
             )
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as error:
-        reason = f"ipex.optimize failed with {type(error).__name__}: {error}"
+        reason = f"ipex.optimize failed with {error_summary(error)}"
         logger.warning("IPEX not applied, using the native PyTorch path: %s", reason)
         return Built(model, "eager", precision, fallbacks=[Step("ipex", reason)])
     kernels = "oneDNN" if auto_kernel_selection else "default (MKL)"

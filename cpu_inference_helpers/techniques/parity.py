@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.record import Built, Step
 from cpu_inference_helpers.techniques.dtypes import BF32, INT8, precision_name
 from cpu_inference_helpers.techniques.precision import inference_context
@@ -114,8 +115,7 @@ def build_verified_or_eager(
             for _ in range(max(warmup_steps, 1 if verify else 0)):
                 outputs = optimised(**inputs)
     except Exception as error:  # tracers and compilers fail in many types (TracingCheckError, BackendCompilerFailed...)
-        text = str(error).strip()
-        return eager(f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".strip().rstrip(":"))
+        return eager(error_summary(error))
     veto = after_build(optimised, inputs) if after_build else None
     if veto:
         return eager(veto)

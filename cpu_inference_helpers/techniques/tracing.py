@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.infra.log_levels import logger_level
 from cpu_inference_helpers.record import Built
 from cpu_inference_helpers.techniques.deprecations import TORCHSCRIPT_DEPRECATION
@@ -73,10 +74,13 @@ def contrasting_inputs(example: Mapping[str, torch.Tensor], seed: int = 1234) ->
 
     Token ids are redrawn (seeded) between 0 and the example's largest id, and the padding is
     flipped: an unpadded attention mask gets its last quarter masked, a padded one becomes all
-    ones (transformers models skip the mask when nothing is padded). Other inputs are kept.
+    ones (transformers models skip the mask when nothing is padded). Floating-point inputs
+    (embeddings, features) become `-x - 1`: a branch on their sign or size goes the other way.
+    Other inputs are kept.
     """
     generator = torch.Generator().manual_seed(seed)
-    contrasting = dict(example)
+    contrasting = {name: -value - 1 if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+                   for name, value in example.items()}
     ids = example.get("input_ids")
     if ids is not None and not ids.is_floating_point():
         contrasting["input_ids"] = torch.randint(0, int(ids.max()) + 1, ids.shape, generator=generator, dtype=ids.dtype)
@@ -101,7 +105,7 @@ def _disagreement_on_contrasting_inputs(
             warnings.simplefilter("ignore")
             expected, actual = model(**second), traced(**second)
     except Exception as error:  # a trace that cannot even run other inputs is as wrong as one that differs
-        return f"it fails on another input ({type(error).__name__}: {error})"
+        return f"it fails on another input ({error_summary(error)})"
     difference, tolerance = max_abs_difference(expected, actual), parity_tolerance(dtype, expected)
     if not difference <= tolerance:
         return f"on another input it differs from eager by {difference:.3g} (tolerance {tolerance:.3g})"

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertForQuestionAnswering
 
+from cpu_inference_helpers.infra.output_files import atomic_file
 from cpu_inference_helpers.shipped_checkpoint import (
     BASE_DISTRIBUTION,
     BASE_WEIGHTS_SHA256,
@@ -32,9 +33,8 @@ def save_trained_weights(model: BertForQuestionAnswering, path: Path, metadata: 
         for name, tensor in model.state_dict().items()
         if name not in FROZEN_PARAMETERS and tensor.is_floating_point()
     }
-    temporary = path.with_suffix(".part")
-    save_file(state, str(temporary), metadata={"format": "pt", **(metadata or {})})
-    temporary.replace(path)
+    with atomic_file(path) as temporary:
+        save_file(state, str(temporary), metadata={"format": "pt", **(metadata or {})})
     return path
 
 

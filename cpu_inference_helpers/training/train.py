@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.output_files import atomic_file
 from cpu_inference_helpers.models import load_offline_tokenizer
 from cpu_inference_helpers.qa.data import load_squad_file, subset_dataset_path
 from cpu_inference_helpers.qa.predict import score_model
@@ -121,9 +122,8 @@ def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[
 
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
-    temporary = path.with_suffix(".part")
-    torch.save(payload, temporary)
-    temporary.replace(path)
+    with atomic_file(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
