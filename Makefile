@@ -7,6 +7,7 @@
 #   make throughput  aggregate samples/s of N pinned instances x K threads against one instance on every core
 #   make cold-start  a fresh process to the first answer per mode, and the C++ program
 #   make deploy  build the C++ program deploy/qa_logits.cpp against the stack's torch wheel (into build/)
+#   make generate  text generation with a decoder LLM: every path's prefill and decode, accuracy, the roofline, llama.cpp
 #   make train   re-train the shipped QA checkpoint minilm-squad in its four stages (resumable; ~6 h on 2 cores)
 # STACK=modern selects the modern stack for qa, lab, info and test-stack (default: legacy).
 PYTHON ?= python3.11
@@ -15,7 +16,7 @@ STACK ?= legacy
 ifeq ($(STACK),legacy)
 VENV := .venv
 REQUIREMENTS := pyproject.toml
-INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,notebooks,plots,hf,peers,ray,browser]'
+INSTALL := $(VENV)/bin/python -m pip install --quiet -e '.[dev,notebooks,plots,hf,peers,ray,browser,llm]'
 # The legacy stack is where the stored notebook outputs come from: compare them strictly; and open every
 # notebook in JupyterLab in a real browser (tests/test_browser.py; it installs Debian's chromium as root).
 NBVAL := --nbval
@@ -41,9 +42,10 @@ SHARED_DATA ?= ../shared/data
 # The notebooks read their sizes from TUTORIAL_* variables: tests run them small, JupyterLab full size.
 NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPEATS=2 TUTORIAL_QUESTIONS=8 TUTORIAL_CALIBRATION_WINDOWS=16 \
 	TUTORIAL_COLD_START_ROWS=eager,export-saved,cpp-export TUTORIAL_SECONDS=1 TUTORIAL_BATCH_SIZES=1,4 \
+	TUTORIAL_PROMPT_LEN=32 TUTORIAL_NEW_TOKENS=8 \
 	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
-.PHONY: qa test test-stack lab info bench throughput cold-start deploy train clean
+.PHONY: qa test test-stack lab info bench throughput cold-start deploy generate train clean
 
 $(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +80,12 @@ cold-start: $(STAMP)
 # The C++ program deploy/qa_logits.cpp, built with g++ against this stack's torch wheel, into build/.
 deploy: $(STAMP)
 	$(PY) -c "from cpu_inference_helpers.deployment import build_deploy_program as build; print(build('build'))"
+
+# Text generation (SmolLM2-135M-Instruct from its GGUF file): prompts of 128 and 1024 tokens, batch 1 and 4, 128 new
+# tokens, every path against eager fp32 and llama.cpp on the same file (also at 16 bits); ~30 minutes on 2 cores.
+generate: $(STAMP)
+	$(PY) -m cpu_inference_helpers.generation --prompt_lengths 128,1024 --batch_sizes 1,4 --new_tokens 128 --peer_f16 \
+		--output_dir results/generation-$(STACK)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

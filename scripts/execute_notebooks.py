@@ -10,6 +10,7 @@ apply, then drops stored widget state. tests/test_notebook_outputs.py checks the
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,17 +20,39 @@ from nbconvert.preprocessors import ExecutePreprocessor
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+#: A tqdm bar's text as stored when its widget was created ("evaluating 5 modes:   0%|   | 0/65 [...]").
+PROGRESS_BAR = re.compile(r"\d{1,3}%\|.*\| *\d+/\d+")
+
+
+def drop_progress_bars(notebook: nbformat.NotebookNode) -> None:
+    """Remove tqdm's progress widgets from the outputs: their state is not stored, so JupyterLab and GitHub
+    would show each frozen at 0%. (Interactive widgets, such as notebook 04's mode picker, stay.)"""
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [output for output in cell.outputs
+                        if not ("application/vnd.jupyter.widget-view+json" in output.get("data", {})
+                                and PROGRESS_BAR.search(output["data"].get("text/plain", "")))]
+
+
 def execute(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     ExecutePreprocessor(timeout=3600, kernel_name="python3", store_widget_state=False).preprocess(
         notebook, {"metadata": {"path": str(path.parent)}}
     )
     notebook.metadata.pop("widgets", None)
+    drop_progress_bars(notebook)
     nbformat.write(notebook, path)
     print(f"executed {path.name}")
 
 
 def main(paths: list[str]) -> None:
+    if paths[:1] == ["--clean-only"]:  # drop stored progress bars without re-executing
+        for path in [Path(p) for p in paths[1:]] or sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+            notebook = nbformat.read(path, as_version=4)
+            drop_progress_bars(notebook)
+            nbformat.write(notebook, path)
+        return
     for name in [key for key in os.environ if key.startswith("TUTORIAL_")]:
         del os.environ[name]
     for path in [Path(p) for p in paths] or sorted(NOTEBOOK_DIR.glob("*.ipynb")):

@@ -47,6 +47,7 @@ ALLOWED_IMPORTS = {
     "qa": {"infra", "techniques", "core", "models"},
     "training": {"infra", "techniques", "core", "models", "qa"},
     "bench": {"infra", "techniques", "core", "models", "qa"},
+    "generation": {"infra", "techniques", "core", "models", "qa"},
     "cli": {"infra", "techniques", "core", "models", "qa", "bench", "training"},  # run_qa, __main__, __init__
 }
 ROOT_PARTS = {"modes": "core", "record": "core", "registry": "core", "optimize": "core", "deployment": "core",

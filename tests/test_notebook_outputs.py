@@ -15,6 +15,8 @@ FORBIDDEN = {
     "transformers loss-type chatter": re.compile(r"loss_type=None"),
     # (the guide's example commands write to /tmp/qa: that is an example, not this machine's path)
     "machine path": re.compile(r"/(root|home|work)/|/tmp/(tmp|pytest-)|site-packages"),
+    # a tqdm bar stored at the moment it was created (its widget state is not stored): "0%|   | 0/65"
+    "unfinished progress bar": re.compile(r"\b\d{1,2}%\|.*\| *\d+/\d+"),
 }
 #: Words that only a vendor-, ISA- or kernel-dependent fact prints; a strict cell must not print them.
 #: (A cell may name another CPU it describes, like notebook 03's stored Skylake /proc/cpuinfo.)
