@@ -17,6 +17,7 @@ FORBIDDEN = {
     "machine path": re.compile(r"/(root|home|work)/|/tmp/(tmp|pytest-)|site-packages"),
     # a tqdm bar stored at the moment it was created (its widget state is not stored): "0%|   | 0/65"
     "unfinished progress bar": re.compile(r"\b\d{1,2}%\|.*\| *\d+/\d+"),
+    "raw widget repr (its state is not stored)": re.compile(r"\b(VBox|HBox|IntProgress)\(children="),
 }
 #: Words that only a vendor-, ISA- or kernel-dependent fact prints; a strict cell must not print them.
 #: (A cell may name another CPU it describes, like notebook 03's stored Skylake /proc/cpuinfo.)

@@ -115,7 +115,7 @@ def test_unknown_mode_or_precision_is_rejected(mode, precision, tiny_model, exam
         prepare_for_inference(tiny_model, example_batch, mode=mode, precision=precision)
 
 
-def test_default_mode_is_auto_and_warmed_up(tiny_model, example_batch):
+def test_default_mode_is_auto_and_takes_the_first_path_of_its_plan_that_works(tiny_model, example_batch):
     ready = prepare_for_inference(tiny_model, example_batch, dynamic_shapes=False)
     assert ready.record.requested_mode == "auto" and ready.record.ran_as.startswith("auto -> ")
     assert ready.record.mode == next(m for m in ("ipex+jit", "compile", "jit") if expected_mode(m) == m)
