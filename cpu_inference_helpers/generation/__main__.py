@@ -28,8 +28,6 @@ from cpu_inference_helpers.generation.measure import (
     compare_tokens,
     measure_accuracy,
     measure_shape,
-    peak_rss_megabytes,
-    rss_megabytes,
 )
 from cpu_inference_helpers.generation.model import (
     GENERATION_MODEL_NAME,
@@ -50,7 +48,7 @@ from cpu_inference_helpers.generation.text import token_stream
 from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
 from cpu_inference_helpers.infra.cpus import usable_cpu_count
 from cpu_inference_helpers.infra.lists import comma_list
-from cpu_inference_helpers.infra.memory import release_freed_memory
+from cpu_inference_helpers.infra.memory import peak_rss_megabytes, release_freed_memory, rss_megabytes
 from cpu_inference_helpers.infra.output_files import OutputDirError, prepare_output_dir, staged_outputs
 from cpu_inference_helpers.infra.versions import installed_version
 from cpu_inference_helpers.techniques.capabilities import detect_capabilities

@@ -20,25 +20,6 @@ from cpu_inference_helpers.generation.paths import REFERENCE, PreparedPath
 logger = logging.getLogger(__name__)
 
 
-def rss_megabytes() -> float:
-    """This process's resident memory now, in MiB (Linux /proc; 0.0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-    except OSError:
-        return 0.0
-    import os
-
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_megabytes() -> float:
-    """This process's peak resident memory so far, in MiB (getrusage; Linux reports KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 @dataclass
 class RunTiming:
     """One timed generation: when the first token came, how fast the rest did, and what the compile counter did."""

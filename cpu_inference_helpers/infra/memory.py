@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -43,3 +44,20 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def rss_megabytes() -> float:
+    """This process's resident memory now, in MiB (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_megabytes() -> float:
+    """This process's peak resident memory so far, in MiB (getrusage; Linux reports KiB)."""
+    import resource  # Unix only: imported here, so that the module imports everywhere
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
