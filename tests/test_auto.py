@@ -1,6 +1,7 @@
 """The "auto" mode and precision: what they pick per CPU and stack, and that they explain it."""
 
 import logging
+import re
 
 import pytest
 import torch
@@ -40,8 +41,14 @@ def test_auto_picks_ipex_jit_where_ipex_works(precision, tiny_model, example_bat
     # in fp32 SDPA stays, unmeasured.
     measured = [choice.reason for choice in ready.record.choices if choice.step == "attention"]
     if precision == "bf16":
-        assert len(measured) == 1 and "sdpa attention" in " ".join(ready.record.applied + measured)
-        assert " ms, eager " in measured[0] and "measured here" in measured[0]
+        # Which one wins depends on the machine and its load; what must hold is that the record names both
+        # timings, keeps the one it says is faster, and lists that attention among what was applied.
+        assert len(measured) == 1 and "measured here" in measured[0], measured
+        timings = dict(re.findall(r"(sdpa|eager) ([0-9.]+) ms", measured[0]))
+        assert set(timings) == {"sdpa", "eager"}, measured[0]
+        kept = measured[0].split(" attention,")[0]
+        assert float(timings[kept]) <= min(float(value) for value in timings.values())
+        assert f"{kept} attention" in ready.record.applied
     else:
         assert not measured and "eager attention" not in ready.record.applied
     assert not ready.record.fell_back

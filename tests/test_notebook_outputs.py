@@ -12,6 +12,9 @@ FORBIDDEN = {
     "CUDA_HOME line": re.compile(r"CUDA_HOME"),
     "C++ log line (e.g. the profiler's gpuGetDeviceCount error)": re.compile(
         r"^(ERROR|WARNING):\d{4}-\d\d-\d\d |^[EW]\d{4} \d\d:\d\d:", re.MULTILINE),
+    # Ray's and Ray Data's console log lines ("2026-12-04 21:57:05,072\tINFO streaming_executor.py:215 -- ...")
+    "Ray log line": re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(INFO|WARNING)\b", re.MULTILINE),
+    "Ray session folder": re.compile(r"/tmp/ray/session_"),
     "transformers loss-type chatter": re.compile(r"loss_type=None"),
     # (the guide's example commands write to /tmp/qa: that is an example, not this machine's path)
     "machine path": re.compile(r"/(root|home|work)/|/tmp/(tmp|pytest-)|site-packages"),

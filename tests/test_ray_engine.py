@@ -52,6 +52,27 @@ def ray_run(cluster, single_process, tmp_path_factory):
     return evaluate_modes(_settings("eager,jit"), output, RayEngine(workers=2, questions_per_task=5)), output
 
 
+def test_ray_data_runs_quietly_inside_the_cluster_context(tmp_path):
+    """Ray Data logs every dataset's start, plan and end at INFO to stderr unless told otherwise.
+
+    In a fresh process, as a notebook would run it (under pytest's capture Ray Data's console lines do not
+    show up at all, so an in-process check could not fail).
+    """
+    script = tmp_path / "quiet.py"
+    script.write_text(
+        "import ray\n"
+        "from cpu_inference_helpers.infra.ray_cluster import ray_cluster\n"
+        "with ray_cluster():\n"
+        "    rows = ray.data.from_items([{'x': v} for v in range(4)]).map_batches(lambda b: b).take_all()\n"
+        "print(len(rows))\n"
+    )
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_DATA_LOG_LEVEL"}
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                              env=environment)
+    assert finished.returncode == 0 and finished.stdout.strip() == "4", finished.stderr[-2000:]
+    assert "Starting execution" not in finished.stderr and "execution finished" not in finished.stderr, finished.stderr
+
+
 def test_the_ray_run_gives_the_single_process_answers_and_files(single_process, ray_run):
     (ours, our_folder), (theirs, their_folder) = single_process, ray_run
     assert theirs.predictions == ours.predictions  # fp32: identical answers in every mode

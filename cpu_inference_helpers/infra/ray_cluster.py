@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import warnings
 from collections.abc import Iterator
@@ -26,6 +27,9 @@ INSTALL_HINT = "pip install 'cpu-inference-tutorial[ray]' (or: make, which insta
 #: The local cluster's object store: bounded, so that it never takes a notebook machine's memory.
 DEFAULT_OBJECT_STORE_MB = 256
 CONNECT_TIMEOUT_S = 5.0
+#: Ray Data re-reads its logging configuration for every dataset it runs (so `logging.getLogger("ray.data")
+#: .setLevel(...)` does not stick); this environment variable is the level it then applies.
+RAY_DATA_LOG_LEVEL_ENV_VAR = "RAY_DATA_LOG_LEVEL"
 
 
 class ClusterError(RuntimeError):
@@ -76,11 +80,14 @@ def require_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Non
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str | None = None, object_store_mb: int = DEFAULT_OBJECT_STORE_MB) -> Iterator[ClusterInfo]:
+def ray_cluster(address: str | None = None, object_store_mb: int = DEFAULT_OBJECT_STORE_MB,
+                data_log_level: str | None = "ERROR") -> Iterator[ClusterInfo]:
     """Connect to the cluster at `address`, or start a local one with this machine's CPUs; yield its size.
 
     A cluster this process is already connected to is reused (and left running); one started here is shut
-    down on exit.
+    down on exit. While inside, Ray Data logs to the console at `data_log_level` only (default ERROR: not
+    every dataset's start, plan and end); its log files under the session folder keep everything. A level
+    the user set in `RAY_DATA_LOG_LEVEL` wins; None leaves Ray Data's own INFO console logging on.
     """
     ray = require_ray()
     if ray.is_initialized() and address and address != "auto":
@@ -89,6 +96,8 @@ def ray_cluster(address: str | None = None, object_store_mb: int = DEFAULT_OBJEC
             raise ClusterError(f"this process is connected to the Ray cluster at {connected} already, not {address}: "
                                "call ray.shutdown() first, or leave the address out to use that one")
     with contextlib.ExitStack() as stack:
+        if data_log_level is not None:
+            stack.enter_context(_environment_default(RAY_DATA_LOG_LEVEL_ENV_VAR, data_log_level))
         started_here = not ray.is_initialized()
         if started_here:
             if address:
@@ -101,6 +110,19 @@ def ray_cluster(address: str | None = None, object_store_mb: int = DEFAULT_OBJEC
         logger.info("Ray cluster: %d CPUs on %d node(s)%s", info.cpus, info.nodes,
                     f" at {address}" if address else " (local)")
         yield info
+
+
+@contextlib.contextmanager
+def _environment_default(name: str, value: str) -> Iterator[None]:
+    """Set environment variable `name` to `value` unless it is set already; restore it on exit."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _init(ray: Any, address: str | None, object_store_mb: int) -> None:
