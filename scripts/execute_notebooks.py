@@ -27,7 +27,15 @@ def drop_progress_bars(notebook: nbformat.NotebookNode) -> None:
         if cell.cell_type != "code":
             continue
         cell.outputs = [output for output in cell.outputs
-                        if "application/vnd.jupyter.widget-view+json" not in output.get("data", {})]
+                        if "application/vnd.jupyter.widget-view+json" not in output.get("data", {})
+                        and not _is_empty_display(output)]
+
+
+def _is_empty_display(output: nbformat.NotebookNode) -> bool:
+    """A display with no text, such as what rich leaves behind its live progress widget (NNCF's, notebook 09)."""
+    data = output.get("data", {})
+    return output.get("output_type") == "display_data" and "text/plain" in data and not data["text/plain"].strip() \
+        and not any(key.startswith("image/") for key in data)
 
 
 def execute(path: Path) -> None:

@@ -1,6 +1,6 @@
 """Tables: fixed-width text for terminals, HTML (scrolling sideways, never wrapped) for JupyterLab."""
 
-from cpu_inference_helpers.infra.tables import Table
+from cpu_inference_helpers.infra.tables import Table, markdown_table
 
 COLUMNS = [("mode", "{}"), ("note", "{}"), ("samples/s", "{:.2f}")]
 
@@ -14,3 +14,14 @@ def test_a_table_prints_as_text_and_renders_as_the_same_cells_in_html():
     assert html.count("<tr>") == 3 and "&lt;ref&gt;" in html and "jit &amp; co" in html and "12.35" in html
     assert "white-space:nowrap" in html and "overflow-x:auto" in html and "x &lt; y" in html
     assert repr(table) == text
+
+
+def test_a_table_writes_markdown_with_its_cells_aligned_and_pipes_escaped():
+    table = Table(COLUMNS, [["eager", "a | b", 12.345]], notes=["fallback in jit: x < y"])
+    lines = table.markdown().splitlines()
+    assert lines[0] == "| mode | note | samples/s |"
+    assert lines[1] == "| --- | --- | ---: |"  # text left, numbers right
+    assert lines[2] == "| eager | a \\| b | 12.35 |"  # the pipe cannot split the row
+    assert lines[-1] == "fallback in jit: x < y"
+    assert markdown_table(["path", "seq 384, batch 1"], [["eager", "1.00x"]], text_columns=1).splitlines()[1] == \
+        "| --- | ---: |"

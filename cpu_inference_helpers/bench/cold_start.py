@@ -149,13 +149,14 @@ def _cpp_rows(args: argparse.Namespace, wanted: list[str]) -> list[ColdStart]:
 
 
 def format_table(rows: list[ColdStart]) -> str:
-    """A Markdown table of the rows."""
-    lines = ["| process | runs as | imports s | load s | prepare / load file s | first batch s | "
-             "spawn to first logits s | steady ms |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        lines.append(f"| {row.row} | {row.ran_as} | {row.imports_s:.2f} | {row.load_s:.2f} | {row.prepare_s:.2f} | "
-                     f"{row.first_batch_s:.2f} | **{row.total_s:.2f}** | {row.steady_ms:.0f} |")
-    return "\n".join(lines)
+    """A Markdown table of the rows (the time from spawn to the first logits in bold)."""
+    from cpu_inference_helpers.infra.tables import markdown_table  # here: the module imports nothing of ours up top
+
+    header = ["process", "runs as", "imports s", "load s", "prepare / load file s", "first batch s",
+              "spawn to first logits s", "steady ms"]
+    return markdown_table(header, [[row.row, row.ran_as, f"{row.imports_s:.2f}", f"{row.load_s:.2f}",
+                                    f"{row.prepare_s:.2f}", f"{row.first_batch_s:.2f}", f"**{row.total_s:.2f}**",
+                                    f"{row.steady_ms:.0f}"] for row in rows])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,7 +63,8 @@ def build_onnxruntime(
     model: torch.nn.Module, example_inputs: Mapping[str, torch.Tensor], precision: str = "fp32", threads: int = 0,
     calibration: Sequence[Mapping[str, torch.Tensor]] | None = None,
 ) -> Callable[..., dict[str, torch.Tensor]]:
-    """Export `model` to ONNX and run it with ONNX Runtime's CPU provider, all graph optimisations on."""
+    """Export `model` to ONNX (batch and sequence dynamic) and run it with ONNX Runtime's CPU provider, all graph
+    optimisations on."""
     _require("onnxruntime", "onnxruntime")
     _require("onnx", "onnx")
     if precision != "fp32":
@@ -85,6 +86,8 @@ def build_onnxruntime(
             torch.onnx.export(
                 _LogitsOnly(model, names), tuple(example_inputs.values()), str(path), input_names=names,
                 output_names=["start_logits", "end_logits"], opset_version=17, dynamo=False,
+                # any batch size and length: a run over a dataset ends with a smaller batch
+                dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names},
             )
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

@@ -11,7 +11,7 @@ from cpu_inference_helpers.bench.profiling import Profile
 from cpu_inference_helpers.bench.roofline import MatmulPeak
 from cpu_inference_helpers.bench.runner import PathResult, best_pytorch_paths
 from cpu_inference_helpers.infra.plotting import pyplot
-from cpu_inference_helpers.infra.tables import text_table
+from cpu_inference_helpers.infra.tables import markdown_table, text_table
 
 AUTO_TOLERANCE = 1.05  # the auto choice must be within 5% of the best PyTorch path
 INT8_OVER_BF16_TARGET = 1.3  # int8 earns its accuracy cost only when clearly faster than bf16
@@ -74,8 +74,7 @@ def format_markdown(results: Sequence[PathResult]) -> str:
     shapes = sorted({(r.seq_len, r.batch_size) for r in results}, key=lambda s: (-s[0], s[1]))
     paths = list(dict.fromkeys(r.path for r in results))
     by_key = {(r.path, r.seq_len, r.batch_size): r for r in results}
-    header = "| path | " + " | ".join(f"seq {s}, batch {b}" for s, b in shapes) + " |"
-    lines = [header, "|" + " --- |" * (len(shapes) + 1)]
+    rows = []
     for path in paths:
         cells = []
         for seq_len, batch_size in shapes:
@@ -85,8 +84,8 @@ def format_markdown(results: Sequence[PathResult]) -> str:
             else:
                 cell = f"{r.median_ms:.0f} ms, {r.speedup_vs_eager_fp32:.2f}x ({r.roofline_fraction:.0%})"
                 cells.append(cell + (" fell back" if r.fallbacks else ""))
-        lines.append(f"| {path} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([path, *cells])
+    return markdown_table(["path", *(f"seq {s}, batch {b}" for s, b in shapes)], rows, text_columns=1)
 
 
 #: Bar colours: PyTorch paths by precision, peers, and paths that fell back.

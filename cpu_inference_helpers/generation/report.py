@@ -9,20 +9,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 from cpu_inference_helpers.generation.measure import AccuracyResult, ShapeResult
+from cpu_inference_helpers.infra.tables import markdown_table
 
 
 def _cell(value: object, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return fmt.format(value)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table (text left, the rest right-aligned)."""
-    align = ["---" if i < 2 else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 SPEED_HEADER = ("path", "ran as", "prompt x batch", "TTFT s", "TTFT vs eager", "decode tok/s", "decode vs eager",

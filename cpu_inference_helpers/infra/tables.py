@@ -1,4 +1,4 @@
-"""Fixed-width text tables for the command-line reports."""
+"""Tables for the reports: fixed-width text for the terminal, Markdown for the files, HTML in Jupyter."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ def text_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
     return [line(header), line(["-" * width for width in widths]), *(line(row) for row in cells)]
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int = 2) -> str:
+    """A Markdown table: the first `text_columns` columns left-aligned, the rest right-aligned.
+
+    Cells are written with `str`; a `|` inside one is escaped so that it cannot split the row.
+    """
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    align = ["---" if index < text_columns else "---:" for index in range(len(header))]
+    return "\n".join([line(header), "| " + " | ".join(align) + " |", *(line(row) for row in rows)])
+
+
 @dataclass(frozen=True)
 class Table:
     """A table that prints as fixed-width text (`str`, `print`) and renders as an HTML table in Jupyter.
@@ -45,6 +57,12 @@ class Table:
 
     def __repr__(self) -> str:
         return str(self)
+
+    def markdown(self) -> str:
+        """The table in Markdown (for a report file), its notes as lines after it."""
+        cells = [[fmt.format(value) for (_, fmt), value in zip(self.columns, row, strict=True)] for row in self.rows]
+        table = markdown_table([name for name, _ in self.columns], cells, self.text_columns)
+        return "\n\n".join([table, *self.notes]) if self.notes else table
 
     def _repr_html_(self) -> str:
         def cell(tag: str, text: str, index: int) -> str:
