@@ -14,7 +14,7 @@ import io
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +145,29 @@ def _quantize_with_nncf(converted: Any, names: list[str], calibration: Sequence[
     import nncf
 
     dataset = nncf.Dataset(list(calibration), lambda batch: tuple(batch[name].numpy() for name in names))
-    # NNCF logs its statistics at INFO/WARNING and draws rich progress bars on stdout (the benchmark's table).
-    with logger_level("nncf"), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    # NNCF logs its statistics at INFO/WARNING and draws rich progress bars on stdout (the benchmark's table),
+    # or, in Jupyter, as live widgets (which break nbconvert's execution without stored widget state).
+    with logger_level("nncf"), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            _plain_rich_console():
         return nncf.quantize(converted, dataset, model_type=nncf.ModelType.TRANSFORMER,
                              subset_size=len(calibration), fast_bias_correction=True)
+
+
+@contextlib.contextmanager
+def _plain_rich_console() -> Iterator[None]:
+    """Make rich's global console a text one writing nowhere (not a Jupyter widget) while inside; restore it after."""
+    try:
+        import rich
+        from rich.console import Console
+    except ImportError:  # NNCF without rich draws nothing
+        yield
+        return
+    saved = rich._console
+    rich._console = Console(file=io.StringIO(), force_jupyter=False, force_terminal=False)
+    try:
+        yield
+    finally:
+        rich._console = saved
 
 
 BUILDERS: dict[str, Callable[..., Callable[..., dict[str, torch.Tensor]]]] = {
