@@ -31,6 +31,23 @@ def drop_progress_bars(notebook: nbformat.NotebookNode) -> None:
                         and not _is_empty_display(output)]
 
 
+def merge_streams(notebook: nbformat.NotebookNode) -> None:
+    """Join consecutive stdout (or stderr) chunks of a cell into one output, as JupyterLab shows them: where a
+    print is cut into chunks depends on timing, so chunks would make the stored file differ from run to run."""
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        merged: list[nbformat.NotebookNode] = []
+        for output in cell.outputs:
+            previous = merged[-1] if merged else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+                previous["text"] = "".join(previous["text"]) + "".join(output["text"])
+            else:
+                merged.append(output)
+        cell.outputs = merged
+
+
 def _is_empty_display(output: nbformat.NotebookNode) -> bool:
     """A display with no text, such as what rich leaves behind its live progress widget (NNCF's, notebook 09)."""
     data = output.get("data", {})
@@ -45,6 +62,7 @@ def execute(path: Path) -> None:
     )
     notebook.metadata.pop("widgets", None)
     drop_progress_bars(notebook)
+    merge_streams(notebook)
     nbformat.write(notebook, path)
     print(f"executed {path.name}")
 
@@ -54,6 +72,7 @@ def main(paths: list[str]) -> None:
         for path in [Path(p) for p in paths[1:]] or sorted(NOTEBOOK_DIR.glob("*.ipynb")):
             notebook = nbformat.read(path, as_version=4)
             drop_progress_bars(notebook)
+            merge_streams(notebook)
             nbformat.write(notebook, path)
         return
     for name in [key for key in os.environ if key.startswith("TUTORIAL_")]:
