@@ -259,6 +259,20 @@ def test_openvino_int8_quantizes_with_nncf_or_says_how_to_install_it(example_bat
     assert "i8" in precisions, precisions  # the GEMMs run on int8 data
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+def test_openvino_int8_without_calibration_is_refused_before_the_conversion(monkeypatch, example_batch):
+    import openvino
+
+    def conversion(*args, **kwargs):
+        raise AssertionError("converted before refusing")
+
+    monkeypatch.setattr(openvino, "convert_model", conversion)
+    for calibration in (None, []):
+        with pytest.raises(peers.PeerUnavailable, match="needs calibration batches"):
+            peers.build_openvino(build_random_qa_model("random-bert-tiny"), example_batch, "int8",
+                                 calibration=calibration)
+
+
 def test_the_roofline_times_a_slow_backend_once_instead_of_for_minutes():
     """torch._int_mm without VNNI took 12 s per 2048^3 product on an AVX2-only EPYC: one call is enough."""
     import time

@@ -106,6 +106,8 @@ def build_openvino(
     """Convert `model` with OpenVINO and compile it for the CPU in f32 or bf16 inference precision, or int8:
     NNCF post-training quantization (transformer preset) on the `calibration` batches, the rest in f32."""
     _require("openvino", "openvino")
+    if precision == "int8" and not calibration:  # before the conversion, which takes seconds
+        raise PeerUnavailable("OpenVINO int8 needs calibration batches")
     import openvino
 
     names = list(example_inputs)
