@@ -57,9 +57,11 @@ def _is_empty_display(output: nbformat.NotebookNode) -> bool:
 
 def execute(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    ExecutePreprocessor(timeout=3600, kernel_name="python3", store_widget_state=False).preprocess(
+    ExecutePreprocessor(timeout=3600, kernel_name="python3", store_widget_state=True).preprocess(
         notebook, {"metadata": {"path": str(path.parent)}}
     )
+    # Widget state is collected while running (rich's live progress widgets, e.g. NNCF's, need it) and then
+    # dropped with the widget views: it would only show frozen widgets.
     notebook.metadata.pop("widgets", None)
     drop_progress_bars(notebook)
     merge_streams(notebook)
