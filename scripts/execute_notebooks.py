@@ -55,6 +55,12 @@ def _is_empty_display(output: nbformat.NotebookNode) -> bool:
         and not any(key.startswith("image/") for key in data)
 
 
+def clean(notebook: nbformat.NotebookNode) -> None:
+    """What every stored notebook goes through: no widget views or empty displays, one output per stream run."""
+    drop_progress_bars(notebook)
+    merge_streams(notebook)
+
+
 def execute(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     ExecutePreprocessor(timeout=3600, kernel_name="python3", store_widget_state=True).preprocess(
@@ -63,8 +69,7 @@ def execute(path: Path) -> None:
     # Widget state is collected while running (rich's live progress widgets, e.g. NNCF's, need it) and then
     # dropped with the widget views: it would only show frozen widgets.
     notebook.metadata.pop("widgets", None)
-    drop_progress_bars(notebook)
-    merge_streams(notebook)
+    clean(notebook)
     nbformat.write(notebook, path)
     print(f"executed {path.name}")
 
@@ -73,8 +78,7 @@ def main(paths: list[str]) -> None:
     if paths[:1] == ["--clean-only"]:  # drop stored progress bars without re-executing
         for path in [Path(p) for p in paths[1:]] or sorted(NOTEBOOK_DIR.glob("*.ipynb")):
             notebook = nbformat.read(path, as_version=4)
-            drop_progress_bars(notebook)
-            merge_streams(notebook)
+            clean(notebook)
             nbformat.write(notebook, path)
         return
     for name in [key for key in os.environ if key.startswith("TUTORIAL_")]:

@@ -106,8 +106,10 @@ def build_openvino(
     """Convert `model` with OpenVINO and compile it for the CPU in f32 or bf16 inference precision, or int8:
     NNCF post-training quantization (transformer preset) on the `calibration` batches, the rest in f32."""
     _require("openvino", "openvino")
-    if precision == "int8" and not calibration:  # before the conversion, which takes seconds
-        raise PeerUnavailable("OpenVINO int8 needs calibration batches")
+    if precision == "int8":  # checked before the conversion, which takes seconds
+        _require("nncf", "nncf")
+        if not calibration:
+            raise PeerUnavailable("OpenVINO int8 needs calibration batches")
     import openvino
 
     names = list(example_inputs)
@@ -138,12 +140,8 @@ def build_openvino(
     return run
 
 
-def _quantize_with_nncf(converted: Any, names: list[str], calibration: Sequence[Mapping[str, torch.Tensor]] | None
-                       ) -> Any:
+def _quantize_with_nncf(converted: Any, names: list[str], calibration: Sequence[Mapping[str, torch.Tensor]]) -> Any:
     """NNCF's post-training int8 quantization of an OpenVINO model, calibrated on `calibration`."""
-    _require("nncf", "nncf")
-    if not calibration:
-        raise PeerUnavailable("OpenVINO int8 needs calibration batches")
     import nncf
 
     dataset = nncf.Dataset(list(calibration), lambda batch: tuple(batch[name].numpy() for name in names))

@@ -58,12 +58,6 @@ class Table:
     def __repr__(self) -> str:
         return str(self)
 
-    def markdown(self) -> str:
-        """The table in Markdown (for a report file), its notes as lines after it."""
-        cells = [[fmt.format(value) for (_, fmt), value in zip(self.columns, row, strict=True)] for row in self.rows]
-        table = markdown_table([name for name, _ in self.columns], cells, self.text_columns)
-        return "\n\n".join([table, *self.notes]) if self.notes else table
-
     def _repr_html_(self) -> str:
         def cell(tag: str, text: str, index: int) -> str:
             align = "left" if index < self.text_columns else "right"
