@@ -9,8 +9,9 @@ Modes compose the techniques of the classic "Efficient Inference on CPU" guide:
 TorchScript's modern successors: `compile` (torch.compile with Inductor and weight freezing) and
 `export` (torch.export + AOTInductor: a package that loads in a fresh process or from C++).
 Each (mode, precision) is one entry of `registry.PATHS`; `auto` (the default) is a policy over
-that table: the fastest entry that works on this CPU and stack, and why. Precision "auto" takes
-bf16 where the CPU has native bf16 instructions, fp32 elsewhere.
+that table (`paths.auto_policy`): the fastest entry that works on this CPU and stack, and why.
+Every precision decision (precision "auto": bf16 where the CPU has native bf16 instructions, fp32
+elsewhere; the precision fallbacks) is `paths.precision_policy`'s.
 """
 
 from __future__ import annotations
@@ -24,25 +25,33 @@ from typing import Any
 import torch
 from transformers.utils import ModelOutput
 
-from cpu_inference_helpers.bf32_check import bf32_fallback_reason_for_path
 from cpu_inference_helpers.infra.memory import release_freed_memory
 from cpu_inference_helpers.infra.timing import interleaved_latency
 from cpu_inference_helpers.modes import AUTO, MODES, ModeSpec, parse_mode
+from cpu_inference_helpers.paths.precision_policy import (  # resolve_auto_precision: re-exported
+    auto_precision,
+    path_precision,
+    request_precision,
+    resolve_auto_precision,
+)
 from cpu_inference_helpers.record import Built, OptimizationRecord, Step
 from cpu_inference_helpers.registry import (
     BuildOptions,
     BuildRequest,
     auto_attention_candidates,
     auto_plan,
-    inductor_compiler_available,
     path_for,
     refuse_unhonoured,
 )
 from cpu_inference_helpers.techniques.attention import attention_implementation, with_attention_implementation
-from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, cached_capabilities
+from cpu_inference_helpers.techniques.capabilities import (
+    CpuCapabilities,
+    cached_capabilities,
+    inductor_compiler_available,
+)
 from cpu_inference_helpers.techniques.deprecations import notes_for
-from cpu_inference_helpers.techniques.dtypes import BF32, precision_name
-from cpu_inference_helpers.techniques.precision import inference_context, resolve_precision
+from cpu_inference_helpers.techniques.dtypes import precision_name
+from cpu_inference_helpers.techniques.precision import inference_context
 from cpu_inference_helpers.techniques.tracing import positional_inputs_problem
 
 __all__ = ["AUTO", "MODES", "InferenceModel", "OptimizationRecord", "inductor_compiler_available", "parse_mode",
@@ -114,25 +123,6 @@ class InferenceModel(torch.nn.Module):
         return f"InferenceModel({self.record.summary()})"
 
 
-def resolve_auto_precision(capabilities: CpuCapabilities) -> tuple[str, str]:
-    """Precision "auto": bf16 where the CPU computes it natively, fp32 elsewhere; with the reason."""
-    if capabilities.native_bf16:
-        return "bf16", "precision auto: bf16, as this CPU has native bf16 instructions (answers may move slightly)"
-    return "fp32", "precision auto: fp32, as this CPU has no native bf16 instructions (bf16 would be slower)"
-
-
-def _runnable_precision(precision: str, caps: CpuCapabilities, allow_emulated_bf16: bool) -> tuple[str, list[Step]]:
-    """The precision the paths are built in, and the fallback when the CPU cannot run bf16 well.
-
-    (bf32 is decided per path in `_build_one`, by what the path's kernels do: `bf32_check`.)"""
-    if precision == "bf16":
-        dtype, reason = resolve_precision(precision, caps, allow_emulated_bf16)
-        if reason:
-            logger.warning("%s", reason)
-            return precision_name(dtype), [Step("precision", reason)]
-    return precision, []
-
-
 def _build_one(model: torch.nn.Module, spec: ModeSpec, attention: str | None, options: BuildOptions,
                inputs: dict[str, torch.Tensor], caps: CpuCapabilities) -> tuple[Built, torch.nn.Module]:
     """Build one concrete path; returns what was built and the eager model it was built from."""
@@ -141,13 +131,7 @@ def _build_one(model: torch.nn.Module, spec: ModeSpec, attention: str | None, op
         switched = [f"{attention} attention"]
     else:
         switched = []
-    precision_fallbacks = []
-    if spec.precision == BF32:  # measured on this path: some kernels ignore the bf32 setting
-        reason = bf32_fallback_reason_for_path(spec.mode, model, inputs, caps)
-        if reason:
-            logger.warning("%s", reason)
-            precision_fallbacks.append(Step("precision", reason))
-            spec = ModeSpec(spec.mode, "fp32")
+    spec, precision_fallbacks = path_precision(spec, model, inputs, caps)  # bf32: per path, measured
     built = path_for(spec).build(BuildRequest(model, inputs, options, caps))
     built.applied[:0] = switched
     built.fallbacks[:0] = precision_fallbacks
@@ -204,6 +188,7 @@ def prepare_for_inference(
     attention: str | None = None,
     calibration: Iterable[Mapping[str, torch.Tensor]] | None = None,
     package_path: str | Path | None = None,
+    smooth_quant_alpha: float | None = None,
 ) -> InferenceModel:
     """Prepare `model` for CPU inference in the requested mode and precision.
 
@@ -225,8 +210,9 @@ def prepare_for_inference(
     and restored; see `InferenceModel` for threads.
 
     Options (`freeze`, `warmup_steps`, `verify`, `auto_kernel_selection`, `dynamic_shapes`, `calibration`,
-    `allow_emulated_bf16`, `package_path`): left at None, each path uses its default; given to a path that
-    would ignore it (`registry.PATHS[...].honours`), it is refused with a ValueError before any work.
+    `smooth_quant_alpha`, `allow_emulated_bf16`, `package_path`): left at None, each path uses its default;
+    given to a path that would ignore it (`registry.PATHS[...].honours`), it is refused with a ValueError before
+    any work.
 
     Args:
         model: a transformers model (or any nn.Module taking keyword tensors).
@@ -257,6 +243,8 @@ def prepare_for_inference(
             the example's shape (`registry.auto_attention_candidates`; `record.choices` has both timings).
         calibration: ipex+jit:int8 (and auto:int8): batches to measure activation ranges on (static int8);
             use data you do not evaluate on. Without them ipex+jit:int8 falls back to dynamic int8.
+        smooth_quant_alpha: ipex+jit:int8 (and auto:int8): SmoothQuant's migration strength in [0, 1]
+            (default `quantization.SMOOTH_QUANT_ALPHA`, chosen with `qa.smoothquant_alpha`).
         package_path: export paths: write the AOTInductor package (.pt2) there, to load later in a fresh
             process (`load_prepared`) or from C++ (`deploy/`); default a temporary file removed at exit.
     """
@@ -273,29 +261,32 @@ def prepare_for_inference(
     requested_precision = precision
     if isinstance(precision, str) and precision.strip().lower() == AUTO:
         requested_precision = AUTO
-        precision, reason = resolve_auto_precision(caps)
-        choices.append(Step("precision", reason))
+        precision, choice = auto_precision(caps)
+        choices.append(choice)
     precision = precision_name(precision)  # a clear ValueError for anything but fp32 / bf16 / bf32 / int8
     given = {"freeze": freeze, "warmup_steps": warmup_steps, "verify": verify, "calibration": calibration,
              "auto_kernel_selection": auto_kernel_selection, "dynamic_shapes": dynamic_shapes,
-             "allow_emulated_bf16": allow_emulated_bf16, "package_path": package_path}
+             "allow_emulated_bf16": allow_emulated_bf16, "package_path": package_path,
+             "smooth_quant_alpha": smooth_quant_alpha}
     refuse_unhonoured(ModeSpec(requested_mode, precision), [name for name, value in given.items() if value is not None])
     if warmup_steps is not None and warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, not {warmup_steps}")
+    if smooth_quant_alpha is not None and not 0.0 <= smooth_quant_alpha <= 1.0:
+        raise ValueError(f"smooth_quant_alpha must lie in [0, 1], not {smooth_quant_alpha}")
     options = BuildOptions(
         freeze=True if freeze is None else freeze, warmup_steps=2 if warmup_steps is None else warmup_steps,
         verify=True if verify is None else verify, auto_kernel_selection=auto_kernel_selection,
         dynamic_shapes=dynamic_shapes, calibration=tuple(calibration) if calibration is not None else (),
-        package_path=str(package_path) if package_path is not None else None,
+        package_path=str(package_path) if package_path is not None else None, smooth_quant_alpha=smooth_quant_alpha,
     )
-    runs_in, fallbacks = _runnable_precision(precision, caps, bool(allow_emulated_bf16))
+    runs_in, fallbacks = request_precision(precision, caps, bool(allow_emulated_bf16))
     inputs = dict(example_inputs)
     model.eval()
 
     if requested_mode != AUTO:
         built, eager_model = _build_one(model, ModeSpec(requested_mode, runs_in), attention, options, inputs, caps)
     else:
-        for candidate, reason in auto_plan():
+        for candidate, reason in auto_plan(capabilities=caps):
             spec = ModeSpec(candidate, runs_in)
             measured = auto_attention_candidates(candidate, runs_in)
             if attention is None and attention_implementation(model) == "sdpa" and measured:

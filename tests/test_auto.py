@@ -1,5 +1,6 @@
 """The "auto" mode and precision: what they pick per CPU and stack, and that they explain it."""
 
+import dataclasses
 import logging
 import re
 
@@ -11,16 +12,20 @@ from cpu_inference_helpers.optimize import prepare_for_inference
 from cpu_inference_helpers.record import Step
 from cpu_inference_helpers.registry import auto_plan, inductor_compiler_available
 from cpu_inference_helpers.techniques import ipex_support
+from cpu_inference_helpers.techniques.capabilities import detect_capabilities
 from cpu_inference_helpers.techniques.parity import max_abs_difference
 
 
 @pytest.fixture
 def no_cpp_compiler():
+    """This machine's report, made while Inductor finds no C++ compiler (auto's plan reads the report)."""
     import torch._inductor.config as inductor_config
 
     with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):  # monkeypatch can't undo config proxies
         assert not inductor_compiler_available()
-        yield
+        report = detect_capabilities()
+        assert not report.inductor_compiler_available
+        yield report
 
 
 @pytest.fixture
@@ -67,9 +72,17 @@ def test_auto_picks_torch_compile_without_ipex(ipex_disabled, tiny_model, exampl
 
 
 def test_auto_uses_jit_without_ipex_or_compiler(ipex_disabled, no_cpp_compiler, tiny_model, example_batch):
-    assert [mode for mode, _ in auto_plan()] == ["jit", "eager"]
-    ready = prepare_for_inference(tiny_model, example_batch, mode="auto")
-    assert ready.record.mode == "jit" and ready.record.choices == [Step("auto", "chose jit: " + auto_plan()[0][1])]
+    plan = auto_plan(capabilities=no_cpp_compiler)
+    assert [mode for mode, _ in plan] == ["jit", "eager"]
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto", capabilities=no_cpp_compiler)
+    assert ready.record.mode == "jit" and ready.record.choices == [Step("auto", "chose jit: " + plan[0][1])]
+
+
+def test_auto_plans_the_compiled_modes_from_the_report_it_is_given(ipex_disabled, no_cpp_compiler):
+    """The report decides, not a probe of its own: a report with a compiler plans compile, one without does not."""
+    with_compiler = dataclasses.replace(no_cpp_compiler, cpp_compiler="/usr/bin/g++")
+    assert [mode for mode, _ in auto_plan(capabilities=with_compiler)][:2] == ["compile", "export"]
+    assert "compile" not in [mode for mode, _ in auto_plan(capabilities=no_cpp_compiler)]
 
 
 def test_auto_moves_on_when_its_first_choice_falls_back(ipex_disabled, no_cpp_compiler, example_batch, caplog):
@@ -78,7 +91,7 @@ def test_auto_moves_on_when_its_first_choice_falls_back(ipex_disabled, no_cpp_co
             return {"length": input_ids.shape[1]}  # no tensor out: tracing fails
 
     with caplog.at_level(logging.INFO, logger="cpu_inference_helpers"):
-        ready = prepare_for_inference(Untraceable(), example_batch, mode="auto")
+        ready = prepare_for_inference(Untraceable(), example_batch, mode="auto", capabilities=no_cpp_compiler)
     assert ready.record.mode == "eager"
     assert ready.record.fallbacks[0].step == "auto"
     assert ready.record.fallbacks[0].reason.startswith("tried jit first, which fell back: jit:")

@@ -41,12 +41,30 @@ class _MustNotRun(torch.nn.Module):
     ("ipex+jit", "int8", "verify", True),
     ("jit", "fp32", "allow_emulated_bf16", True),
     ("auto", "fp32", "calibration", []),
+    ("jit", "int8", "smooth_quant_alpha", 0.5),
+    ("compile", "int8", "smooth_quant_alpha", 0.5),
+    ("auto", "bf16", "smooth_quant_alpha", 0.5),
 ])
 def test_an_option_the_path_would_ignore_is_refused_before_any_work(mode, precision, option, value, example_batch):
     with pytest.raises(ValueError, match=f"would ignore the option.*{option}") as raised:
         prepare_for_inference(_MustNotRun(), example_batch, mode=mode, precision=precision, **{option: value})
     honouring = [spec.name for spec, path in PATHS.items() if option in path.honours]
     assert honouring and honouring[0] in str(raised.value)  # it says which paths do honour it
+
+
+def test_smooth_quant_alpha_is_honoured_by_static_int8_only_and_checked(example_batch):
+    assert [spec.name for spec, path in PATHS.items() if "smooth_quant_alpha" in path.honours] == ["ipex+jit:int8"]
+    assert "smooth_quant_alpha" in honoured_options(ModeSpec(AUTO, "int8"))
+    with pytest.raises(ValueError, match=r"smooth_quant_alpha must lie in \[0, 1\]"):
+        prepare_for_inference(_MustNotRun(), example_batch, mode="ipex+jit", precision="int8", smooth_quant_alpha=1.5)
+
+
+@requires_ipex
+def test_static_int8_uses_the_smooth_quant_alpha_given(tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="ipex+jit", precision="int8",
+                                  calibration=[example_batch], smooth_quant_alpha=0.35, warmup_steps=1)
+    assert ready.record.ran_as == "ipex+jit:int8", ready.record.summary()
+    assert "SmoothQuant alpha 0.35" in " ".join(ready.record.applied)
 
 
 def test_auto_honours_what_any_of_its_candidates_honours():

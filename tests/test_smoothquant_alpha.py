@@ -1,5 +1,7 @@
 """Choosing SmoothQuant's alpha on calibration-side data only."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from cpu_inference_helpers.models import load_offline_tokenizer
@@ -32,4 +34,23 @@ def test_each_alpha_gets_a_row_against_fp32():
     rows = smoothquant_alpha.sweep_alpha("random-bert-tiny", alphas=(0.5, 0.8), calibration_windows=8,
                                          max_seq_length=128, doc_stride=32)
     assert [row["alpha"] for row in rows] == ["fp32", 0.5, 0.8] and rows[0]["same_answers"] == 1.0
+    assert [row["ran_as"] for row in rows] == ["eager", "ipex+jit:int8", "ipex+jit:int8"]  # the table's path
     assert all(0.0 <= row["same_answers"] <= 1.0 and 0.0 <= row["f1"] <= 100.0 for row in rows)
+
+
+def test_each_alpha_is_built_by_the_tables_static_int8_path_and_a_fallback_is_an_error(monkeypatch):
+    """The sweep asks the front door for ipex+jit:int8 at each alpha, and refuses a build that fell back."""
+    asked = []
+
+    def fell_back(model, example_inputs, **options):
+        asked.append(options)
+        return SimpleNamespace(record=SimpleNamespace(ran_as="jit:int8", summary=lambda: "jit:int8 (fell back)"))
+
+    monkeypatch.setattr(smoothquant_alpha, "probe_ipex", lambda: SimpleNamespace(usable=True, reason=""))
+    monkeypatch.setattr(smoothquant_alpha, "prepare_for_inference", fell_back)
+    with pytest.raises(RuntimeError, match="static int8 was not built"):
+        smoothquant_alpha.sweep_alpha("random-bert-tiny", alphas=(0.3,), calibration_windows=8, max_seq_length=128,
+                                      doc_stride=32)
+    [options] = asked
+    assert (options["mode"], options["precision"], options["smooth_quant_alpha"]) == ("ipex+jit", "int8", 0.3)
+    assert len(options["calibration"]) > 0

@@ -87,6 +87,14 @@ class CpuCapabilities:
         )
 
     @property
+    def inductor_compiler_available(self) -> bool:
+        """Whether torch.compile's Inductor (and AOTInductor) found its C++ compiler when this report was made.
+
+        The report's answer, read by `auto`'s policy; `inductor_compiler_available()` asks again, live.
+        """
+        return self.cpp_compiler is not None
+
+    @property
     def prefers_onednn_fp32(self) -> bool:
         """True where PyTorch's default fp32 GEMM (MKL) is known to take a slow path.
 
@@ -105,6 +113,7 @@ class CpuCapabilities:
             has_amx=self.has_amx,
             native_bf16=self.native_bf16,
             prefers_onednn_fp32=self.prefers_onednn_fp32,
+            inductor_compiler_available=self.inductor_compiler_available,
         )
         return data
 
@@ -241,7 +250,10 @@ def inductor_compiler() -> str | None:
 
 
 def inductor_compiler_available() -> bool:
-    """Whether torch.compile's CPU backend (Inductor) finds the C++ compiler it needs."""
+    """Whether torch.compile's CPU backend (Inductor) finds the C++ compiler it needs, asked now.
+
+    (A `CpuCapabilities` report keeps the answer of when it was made: `report.inductor_compiler_available`.)
+    """
     return inductor_compiler() is not None
 
 

@@ -60,8 +60,9 @@ def calibrated_ipex_int8(
 ) -> torch.nn.Module:
     """IPEX static int8 with SmoothQuant, before tracing: insert observers, run the calibration batches, convert.
 
-    The result runs eagerly (quantize / dequantize around fp32 kernels: the reference a traced graph is
-    checked against); tracing and freezing it gives IPEX's fused int8 kernels. Raises whatever IPEX raises.
+    The result runs eagerly (quantize / dequantize around fp32 kernels); tracing and freezing it gives IPEX's
+    fused int8 kernels, which the table's ipex+jit:int8 path does (`prepare_for_inference(..., mode="ipex+jit",
+    precision="int8", calibration=..., smooth_quant_alpha=...)`). Raises whatever IPEX raises.
     """
     ipex = load_ipex()
     if ipex is None:
@@ -77,25 +78,6 @@ def calibrated_ipex_int8(
         for batch in calibration:
             prepared(**batch)
         return convert(prepared)
-
-
-def quantize_with_ipex(
-    model: torch.nn.Module, example_inputs: Batch, calibration: Iterable[Batch], alpha: float | None = None,
-    warmup_steps: int = 2,
-) -> torch.jit.ScriptModule:
-    """IPEX static int8 with SmoothQuant, traced and frozen: `calibrated_ipex_int8`, then trace, freeze, warm up.
-
-    Raises whatever IPEX raises. (`prepare_for_inference(..., mode="ipex+jit", precision="int8")` builds the
-    same with its options honoured, a check against the calibrated model and a logged fallback.)
-    """
-    converted = calibrated_ipex_int8(model, example_inputs, calibration, alpha)
-    inputs = dict(example_inputs)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.freeze(torch.jit.trace(converted, example_kwarg_inputs=inputs, strict=False))
-        for _ in range(warmup_steps):  # IPEX's int8 fusion passes run on the first calls
-            traced(**inputs)
-    return traced
 
 
 def quantize_with_torchao(model: torch.nn.Module) -> torch.nn.Module:

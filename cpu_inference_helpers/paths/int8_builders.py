@@ -1,0 +1,161 @@
+"""The int8 builders: PyTorch's dynamic int8 Linear (eager, jit), IPEX's static int8 with SmoothQuant
+(ipex+jit), torchao's int8 (compile, export).
+
+A builder that cannot apply its technique logs why and raises `PathUnavailable`; the table builds the
+declared fallback (`table.PathBuilder.fallback`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from cpu_inference_helpers.infra.errors import error_summary
+from cpu_inference_helpers.paths.float_builders import exported_model
+from cpu_inference_helpers.paths.options import BuildRequest
+from cpu_inference_helpers.paths.unavailable import PathUnavailable
+from cpu_inference_helpers.record import Built, Step
+from cpu_inference_helpers.techniques.compiling import compile_model
+from cpu_inference_helpers.techniques.dtypes import INT8
+from cpu_inference_helpers.techniques.ipex_support import probe_ipex
+from cpu_inference_helpers.techniques.parity import build_verified_or_eager
+from cpu_inference_helpers.techniques.quantization import (
+    SMOOTH_QUANT_ALPHA,
+    calibrated_ipex_int8,
+    quantize_dynamic_linear,
+    quantize_with_torchao,
+)
+from cpu_inference_helpers.techniques.tracing import trace_model
+
+logger = logging.getLogger(__name__)
+
+_DYNAMIC_APPLIED = "dynamic int8 Linear (torch.ao quantize_dynamic)"
+
+
+def _unavailable(path: str, reason: str, salvaged: Built | None = None) -> PathUnavailable:
+    """The signal for int8 path `path` not applied, logged as a warning."""
+    logger.warning("int8 path %s not applied: %s", path, reason)
+    return PathUnavailable(Step(path, reason), salvaged=salvaged)
+
+
+def _dynamic_int8(request: BuildRequest, path: str) -> Built:
+    """PyTorch's dynamic int8 Linear on a copy of the model; `path` unavailable where it fails."""
+    try:
+        quantized = quantize_dynamic_linear(request.model)
+    except Exception as error:  # noqa: BLE001 - e.g. no quantized engine for this CPU
+        reason = f"dynamic quantization failed ({error_summary(error)}); fp32 runs"
+        logger.warning("int8 not applied, running fp32: %s", reason)
+        raise PathUnavailable(Step(path, reason)) from error
+    return Built(quantized, "eager", INT8, applied=[_DYNAMIC_APPLIED])
+
+
+def eager_int8(request: BuildRequest) -> Built:
+    """PyTorch's dynamic int8 Linear, run eagerly."""
+    return _dynamic_int8(request, "eager:int8")
+
+
+def jit_int8(request: BuildRequest) -> Built:
+    """Dynamic int8 Linear, traced + frozen; when the trace fails, the dynamic int8 model is salvaged."""
+    dynamic = _dynamic_int8(request, "jit:int8")
+    options = request.options
+    # The traced graph runs the same dynamic int8 kernels as its eager twin: checked at fp32's tolerance.
+    trace = trace_model(dynamic.model, request.inputs, dtype="fp32", freeze=options.freeze,
+                        warmup_steps=options.warmup_steps, verify=options.verify)
+    if trace.fell_back:
+        raise _unavailable("jit:int8", f"tracing the int8 model failed: {trace.reason}", salvaged=dynamic)
+    trace.precision = INT8
+    trace.applied[:0] = dynamic.applied
+    return trace
+
+
+def ipex_int8(request: BuildRequest) -> Built:
+    """None of its own: IPEX's int8 kernels run only in its TorchScript graph (always unavailable)."""
+    raise _unavailable("ipex:int8", "IPEX's int8 kernels run only inside its TorchScript graph: use mode ipex+jit")
+
+
+def ipex_jit_int8(request: BuildRequest) -> Built:
+    """IPEX static int8 with SmoothQuant (alpha: the `smooth_quant_alpha` option), calibrated, traced + frozen."""
+    options, calibration = request.options, list(request.options.calibration)
+    alpha = SMOOTH_QUANT_ALPHA if options.smooth_quant_alpha is None else options.smooth_quant_alpha
+    if not probe_ipex().usable:
+        raise _unavailable("ipex+jit:int8", f"IPEX is not usable here ({probe_ipex().reason})")
+    if not calibration:
+        raise _unavailable("ipex+jit:int8", "static int8 needs calibration batches (calibration=...), none were given")
+    try:
+        calibrated = calibrated_ipex_int8(request.model, request.inputs, calibration, alpha=alpha)
+    except Exception as error:  # noqa: BLE001 - IPEX's quantizer failing on this model
+        raise _unavailable("ipex+jit:int8", error_summary(error)) from error
+
+    def trace_and_freeze(inputs: dict[str, torch.Tensor]) -> Any:
+        traced = torch.jit.trace(calibrated, example_kwarg_inputs=inputs, strict=False, check_trace=False)
+        return torch.jit.freeze(traced) if options.freeze else traced
+
+    # IPEX's int8 fusion passes run on the first calls (the warm-up). No check against eager: the fused int8
+    # kernels round differently from the calibrated model run eagerly (quantize / dequantize around fp32
+    # kernels), by 3.2 logits on a logit scale of 7.4 for minilm-squad at seq 384 (2026-11-30), so no tolerance
+    # separates a correct graph from a wrong one there; the run_qa comparison judges its answers instead.
+    built = build_verified_or_eager(calibrated, request.inputs, trace_and_freeze, mode="ipex+jit", dtype=INT8,
+                                    what="the traced int8 model's", warmup_steps=options.warmup_steps,
+                                    verify=False, traced=True, context=_warnings_ignored)
+    if built.fell_back:
+        raise _unavailable("ipex+jit:int8", f"tracing IPEX's int8 model failed: {built.reason}")
+    built.frozen = options.freeze
+    built.applied = [f"IPEX static int8 (SmoothQuant alpha {alpha}, {len(calibration)} calibration "
+                     "batches) + trace" + (" + freeze" if options.freeze else "")]
+    return built
+
+
+@contextlib.contextmanager
+def _warnings_ignored() -> Iterator[None]:
+    """Tracing IPEX's int8 model warns about every quantization scale it records as a constant (as it should)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def compile_int8(request: BuildRequest) -> Built:
+    """torchao int8 dynamic activations + int8 weights, then torch.compile (checked against torchao eagerly)."""
+    options = request.options
+
+    def compile_quantized(quantized: torch.nn.Module) -> Built:
+        # Checked against the torchao model run eagerly: the same int8 math, before Inductor fuses it.
+        compiled = compile_model(quantized, request.inputs, dtype=INT8, freezing=options.freeze,
+                                 warmup_steps=options.warmup_steps, verify=options.verify)
+        compiled.applied = ["torchao int8 dynamic activations + int8 weights, torch.compile"
+                            + (" (freezing)" if options.freeze else "")]
+        return compiled
+
+    return _torchao_int8("compile:int8", request, compile_quantized, "torch.compile of the torchao model failed")
+
+
+def export_int8(request: BuildRequest) -> Built:
+    """torchao int8 dynamic activations + int8 weights, then torch.export + AOTInductor package."""
+    def export_quantized(quantized: torch.nn.Module) -> Built:
+        # Checked against the torchao model run eagerly: the same int8 math, before AOTInductor fuses it.
+        exported = exported_model(quantized, request, INT8)
+        exported.applied[:0] = ["torchao int8 dynamic activations + int8 weights"]
+        return exported
+
+    return _torchao_int8("export:int8", request, export_quantized, "exporting the torchao model failed",
+                         "; PyTorch's dynamic int8 Linear holds TorchScript objects that torch.export cannot take")
+
+
+def _torchao_int8(path: str, request: BuildRequest, build: Callable[[torch.nn.Module], Built], failure: str,
+                  missing_hint: str = "") -> Built:
+    """torchao's int8 quantization, then `build` on the quantized model; `path` unavailable, with why, otherwise."""
+    if importlib.util.find_spec("torchao") is None:
+        raise _unavailable(path, "torchao is not installed (pip install torchao)" + missing_hint)
+    try:
+        quantized = quantize_with_torchao(request.model)
+    except Exception as error:  # noqa: BLE001
+        raise _unavailable(path, f"torchao's quantize_ failed: {error_summary(error)}") from error
+    built = build(quantized)
+    if built.fell_back:
+        raise _unavailable(path, f"{failure}: {built.reason}")
+    return built

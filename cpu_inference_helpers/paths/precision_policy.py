@@ -1,0 +1,70 @@
+"""Every precision decision of the front door, and every precision fallback, each with its reason.
+
+- precision "auto": bf16 where the CPU has native bf16 instructions, fp32 elsewhere (`auto_precision`);
+- bf16 without native bf16: fp32, unless the caller allows emulation (`request_precision`);
+- bf32, per path (`path_precision`): fp32 without AMX, on export (its kernels are compiled in), and where the
+  path's kernels ignore the bf32 setting (measured by `bf32_check`).
+
+The table's builders build the precision they are given: none of them falls back in precision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import torch
+
+from cpu_inference_helpers.bf32_check import bf32_fallback_reason_for_path
+from cpu_inference_helpers.modes import ModeSpec
+from cpu_inference_helpers.record import Step
+from cpu_inference_helpers.techniques.capabilities import CpuCapabilities
+from cpu_inference_helpers.techniques.dtypes import BF32, precision_name
+from cpu_inference_helpers.techniques.precision import resolve_precision
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_auto_precision(capabilities: CpuCapabilities) -> tuple[str, str]:
+    """Precision "auto": bf16 where the CPU computes it natively, fp32 elsewhere; with the reason."""
+    if capabilities.native_bf16:
+        return "bf16", "precision auto: bf16, as this CPU has native bf16 instructions (answers may move slightly)"
+    return "fp32", "precision auto: fp32, as this CPU has no native bf16 instructions (bf16 would be slower)"
+
+
+def auto_precision(capabilities: CpuCapabilities) -> tuple[str, Step]:
+    """Precision "auto" for the record: the precision and the "precision" choice saying why."""
+    precision, reason = resolve_auto_precision(capabilities)
+    return precision, Step("precision", reason)
+
+
+def request_precision(precision: str, capabilities: CpuCapabilities, allow_emulated_bf16: bool
+                      ) -> tuple[str, list[Step]]:
+    """The precision every path of the request is built in, and the fallback step when it is not `precision`.
+
+    bf16 without native bf16 instructions runs fp32 (unless `allow_emulated_bf16`); bf32 is decided per path
+    (`path_precision`); fp32 and int8 run as asked.
+    """
+    if precision == "bf16":
+        dtype, reason = resolve_precision(precision, capabilities, allow_emulated_bf16)
+        if reason:
+            logger.warning("%s", reason)
+            return precision_name(dtype), [Step("precision", reason)]
+    return precision, []
+
+
+def path_precision(spec: ModeSpec, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor],
+                   capabilities: CpuCapabilities) -> tuple[ModeSpec, list[Step]]:
+    """The entry to build for `spec`, and the fallback step when bf32 cannot run on its path.
+
+    bf32 runs only where oneDNN implements it (AMX), never on export (an AOTInductor package has its kernels
+    compiled in; bf32 is read when a kernel runs), and only on a path whose kernels honour the setting, measured
+    once per path on a Linear of the model's width (`bf32_check`). Elsewhere the fp32 entry of the same mode.
+    """
+    if spec.precision != BF32:
+        return spec, []
+    reason = bf32_fallback_reason_for_path(spec.mode, model, inputs, capabilities)
+    if not reason:
+        return spec, []
+    logger.warning("%s", reason)
+    return ModeSpec(spec.mode, "fp32"), [Step("precision", reason)]
