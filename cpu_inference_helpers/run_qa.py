@@ -20,17 +20,17 @@ weights for speed work (real speed, meaningless EM/F1).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
-from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli import DataclassArgumentParser, UsageError
+from cpu_inference_helpers.infra.cli_logging import PACKAGE_PROGRESS
 from cpu_inference_helpers.models import DEFAULT_MODEL
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
-from cpu_inference_helpers.qa.calibration import DEFAULT_CALIBRATION_WINDOWS
 from cpu_inference_helpers.qa.data import SquadFormatError
 from cpu_inference_helpers.qa.evaluation import (
     LEGACY_DEFAULT_MODES,
@@ -47,180 +47,167 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("cpu_inference_helpers.run_qa")
 
+DATA = "model and data (run_qa.py names)"
+EVALUATION = "evaluation (TrainingArguments names)"
+COMPARISON = "comparison"
+INT8 = "int8 modes (e.g. --modes eager,ipex+jit:bf16,ipex+jit:int8)"
+ENGINE = "engine (Ray Data batch inference; needs the ray extra: pip install 'cpu-inference-tutorial[ray]')"
+#: The help section of each EvaluationSettings flag that is not about the model and the data.
+SETTINGS_SECTIONS = {"per_device_eval_batch_size": EVALUATION, "attn_implementation": COMPARISON,
+                     "warmup_steps": COMPARISON, "allow_emulated_bf16": COMPARISON, "seed": COMPARISON,
+                     "calibration_file": INT8, "calibration_windows": INT8}
+#: The Trainer's switches that choose one mode, in the order their messages name them.
+TRAINER_MODE_FLAGS = ("jit_mode_eval", "use_ipex", "bf16", "torch_compile")
+USE_IPEX_HELP = (
+    "Intel Extension for PyTorch: this tool applies ipex.optimize (with --bf16: ipex.optimize(dtype=bfloat16), "
+    "which converts the weights to bf16 and moves more answers than autocast alone). The transformers 4.56 "
+    "Trainer's --use_ipex only warns in an evaluation: it prepares the model with accelerate's prepare_model, "
+    "which never applied ipex.optimize (accelerate < 1.8 did so only in prepare(), the training path; 1.8 "
+    "removed it)"
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m cpu_inference_helpers.run_qa",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    data = parser.add_argument_group("model and data (run_qa.py names)")
-    data.add_argument("--model_name_or_path", default=DEFAULT_MODEL,
-                      help="Hub id, local folder, the shipped fine-tuned checkpoint minilm-squad, or an "
-                           "offline random model (random-bert-base, random-bert-tiny) (default: %(default)s)")
-    data.add_argument("--dataset_name", help="a datasets name such as 'squad' (needs the Hub or its cache)")
-    data.add_argument("--dataset_config_name")
-    data.add_argument("--validation_file", help="a SQuAD-format JSON / JSON lines file (.gz/.xz allowed)")
-    data.add_argument("--max_seq_length", type=int, default=384)
-    data.add_argument("--doc_stride", type=int, default=128)
-    data.add_argument("--max_eval_samples", type=int, help="evaluate only the first N questions")
-    data.add_argument("--n_best_size", type=int, default=20)
-    data.add_argument("--max_answer_length", type=int, default=30)
-    run = parser.add_argument_group("evaluation (TrainingArguments names)")
-    run.add_argument("--do_eval", action="store_true", help="run the evaluation (required, as in run_qa.py)")
-    run.add_argument("--do_train", action="store_true", help=argparse.SUPPRESS)
-    run.add_argument("--do_predict", action="store_true", help=argparse.SUPPRESS)
-    run.add_argument("--per_device_eval_batch_size", type=int, default=8)
-    run.add_argument("--output_dir", default="results/qa")
-    run.add_argument("--no_cuda", action="store_true", help="accepted for compatibility: this tool runs on CPU")
-    run.add_argument("--use_cpu", action="store_true", help="accepted for compatibility: this tool runs on CPU")
-    run.add_argument("--jit_mode_eval", action="store_true", help="TorchScript trace + freeze for evaluation")
-    run.add_argument("--use_ipex", action="store_true",
-                     help="Intel Extension for PyTorch: this tool applies ipex.optimize (with --bf16: "
-                          "ipex.optimize(dtype=bfloat16), which converts the weights to bf16 and moves more answers "
-                          "than autocast alone). The transformers 4.56 Trainer's --use_ipex only warns in an "
-                          "evaluation: it prepares the model with accelerate's prepare_model, which never applied "
-                          "ipex.optimize (accelerate < 1.8 did so only in prepare(), the training path; 1.8 removed "
-                          "it)")
-    run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast)")
-    run.add_argument("--torch_compile", action="store_true",
-                     help="torch.compile with Inductor (the modern successor of --jit_mode_eval)")
-    compare = parser.add_argument_group("comparison")
-    compare.add_argument("--modes", help="comma-separated modes to compare (eager fp32 is always added as the "
-                                         f"reference); default where IPEX works: {LEGACY_DEFAULT_MODES}; "
-                                         f"without IPEX (the modern stack): {MODERN_DEFAULT_MODES}")
-    compare.add_argument("--attn_implementation", choices=["sdpa", "eager"], default="sdpa",
-                         help="attention kernel: sdpa (PyTorch fused attention) or eager")
-    compare.add_argument("--num_threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    compare.add_argument("--warmup_steps", type=int, default=2, help="untimed passes per mode before timing")
-    compare.add_argument("--allow_emulated_bf16", action="store_true",
-                         help="run bf16 even on CPUs without native bf16 instructions")
-    compare.add_argument("--seed", type=int, default=0, help="weight seed of the offline random models")
-    int8 = parser.add_argument_group("int8 modes (e.g. --modes eager,ipex+jit:bf16,ipex+jit:int8)")
-    int8.add_argument("--calibration_file",
-                      help="SQuAD-format text to calibrate static int8 on; it must share no question or context "
-                           "with the evaluated ones (default: the packaged 256 SQuADShifts new_wiki questions)")
-    int8.add_argument("--calibration_windows", type=int, default=DEFAULT_CALIBRATION_WINDOWS,
-                      help="windows to calibrate on (default: %(default)s)")
-    engine = parser.add_argument_group(
-        "engine (Ray Data batch inference; needs the ray extra: pip install 'cpu-inference-tutorial[ray]')")
-    engine.add_argument("--engine", choices=["process", "ray"], default="process",
-                        help="process: every mode in this process (default); ray: Ray Data's map_batches over a "
-                             "pool of worker actors, each loading the model once; same answers, same files")
-    engine.add_argument("--ray_address",
-                        help="an existing cluster (host:port of `ray start --head`, ray://host:port, or auto); "
-                             "default: start a local cluster with this machine's CPUs")
-    engine.add_argument("--workers", type=int, help="Ray actors (default: the cluster's CPUs / --threads_per_worker)")
-    engine.add_argument("--threads_per_worker", type=int, default=1,
-                        help="CPUs (torch threads) per actor (default: %(default)s)")
-    engine.add_argument("--questions_per_task", type=int, default=16,
-                        help="questions per map_batches call, never split across calls (default: %(default)s)")
+def _flag(help_text: str | None = None, section: str = EVALUATION, **more: object) -> dict[str, object]:
+    """The metadata of one of run_qa's own flags."""
+    return {"help": help_text, "group": section, **more}
+
+
+@dataclass
+class RunQaFlags:
+    """run_qa's flags beyond the evaluation settings: the Trainer's switches, the mode list, the output, the engine.
+
+    Checks the flags that contradict each other (a ValueError, which the command line reports as a usage error).
+    """
+
+    do_eval: bool = field(default=False, metadata=_flag("run the evaluation (required, as in run_qa.py)"))
+    do_train: bool = field(default=False, metadata=_flag(hidden=True))
+    do_predict: bool = field(default=False, metadata=_flag(hidden=True))
+    output_dir: str = field(default="results/qa", metadata=_flag("where the results go (default: %(default)s)"))
+    no_cuda: bool = field(default=False, metadata=_flag("accepted for compatibility: this tool runs on CPU"))
+    use_cpu: bool = field(default=False, metadata=_flag("accepted for compatibility: this tool runs on CPU"))
+    jit_mode_eval: bool = field(default=False, metadata=_flag("TorchScript trace + freeze for evaluation"))
+    use_ipex: bool = field(default=False, metadata=_flag(USE_IPEX_HELP))
+    bf16: bool = field(default=False, metadata=_flag("bf16 mixed precision (CPU autocast)"))
+    torch_compile: bool = field(default=False, metadata=_flag(
+        "torch.compile with Inductor (the modern successor of --jit_mode_eval)"))
+    modes: list[ModeSpec] | None = field(default=None, metadata=_flag(
+        "comma-separated modes to compare (eager fp32 is always added as the reference); default where IPEX "
+        f"works: {LEGACY_DEFAULT_MODES}; without IPEX (the modern stack): {MODERN_DEFAULT_MODES}",
+        COMPARISON, parse=parse_mode_list))
+    num_threads: int | None = field(default=None, metadata=_flag(
+        "torch intra-op threads (default: torch's choice)", COMPARISON))
+    engine: str = field(default="process", metadata=_flag(
+        "process: every mode in this process (default); ray: Ray Data's map_batches over a pool of worker "
+        "actors, each loading the model once; same answers, same files", ENGINE, choices=["process", "ray"]))
+    ray_address: str | None = field(default=None, metadata=_flag(
+        "an existing cluster (host:port of `ray start --head`, ray://host:port, or auto); default: start a "
+        "local cluster with this machine's CPUs", ENGINE))
+    workers: int | None = field(default=None, metadata=_flag(
+        "Ray actors (default: the cluster's CPUs / --threads_per_worker)", ENGINE))
+    threads_per_worker: int = field(default=1, metadata=_flag(
+        "CPUs (torch threads) per actor (default: %(default)s)", ENGINE))
+    questions_per_task: int = field(default=16, metadata=_flag(
+        "questions per map_batches call, never split across calls (default: %(default)s)", ENGINE))
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """The first flag this tool cannot honour, with what to do instead; None when all can be."""
+        if not self.do_eval:
+            return "nothing to do: pass --do_eval (this tool evaluates; it does not train or predict)"
+        if self.do_train or self.do_predict:
+            return "--do_train / --do_predict are not supported: this tool only evaluates (--do_eval)"
+        if self.num_threads is not None:
+            from cpu_inference_helpers.infra.cpus import usable_cpu_count
+
+            cpus = usable_cpu_count()
+            if not 1 <= self.num_threads <= cpus:
+                return (f"--num_threads must be between 1 and the {cpus} CPUs this process may use, not "
+                        f"{self.num_threads} (more threads than CPUs only makes them wait for each other)")
+        ray_flags = [name for name in ("ray_address", "workers") if getattr(self, name) is not None]
+        if self.engine != "ray" and ray_flags:
+            return f"--{' --'.join(ray_flags)} need --engine ray"
+        if self.engine == "ray" and self.num_threads is not None:
+            return "--num_threads sets this process's threads; with --engine ray use --threads_per_worker"
+        return None
+
+
+def build_parser() -> DataclassArgumentParser:
+    """run_qa's command line: EvaluationSettings' fields and RunQaFlags', under run_qa.py's names."""
+    parser = DataclassArgumentParser(prog="python -m cpu_inference_helpers.run_qa", description=__doc__)
+    parser.add_dataclass(EvaluationSettings, title=DATA, exclude=("modes",), groups=SETTINGS_SECTIONS)
+    parser.add_dataclass(RunQaFlags)
     return parser
 
 
-def resolve_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[ModeSpec]:
-    """Turn --modes or the Trainer-style flags into mode specs; contradictions end with a message."""
-    trainer_flags = [flag for flag in ("jit_mode_eval", "use_ipex", "bf16", "torch_compile") if getattr(args, flag)]
-    if args.modes is not None:  # given, even empty: an empty list is an error, not the defaults
+def resolve_modes(flags: RunQaFlags) -> list[ModeSpec]:
+    """The modes of --modes or of the Trainer-style flags; contradicting flags are a UsageError."""
+    trainer_flags = [name for name in TRAINER_MODE_FLAGS if getattr(flags, name)]
+    if flags.modes is not None:  # given: parse_mode_list refused an empty list already
         if trainer_flags:
-            parser.error(
+            raise UsageError(
                 f"--modes lists the modes itself; drop --{' --'.join(trainer_flags)} "
                 "(write a precision per mode instead, e.g. --modes eager,ipex+jit:bf16)"
             )
-        try:
-            return parse_mode_list(args.modes)
-        except ValueError as error:
-            parser.error(str(error))
+        return flags.modes
     if not trainer_flags:
         return parse_mode_list(default_modes())
-    precision = "bf16" if args.bf16 else "fp32"
-    if args.torch_compile:
-        if args.jit_mode_eval or args.use_ipex:
-            parser.error("--torch_compile replaces --jit_mode_eval/--use_ipex: pass one of them, or use --modes")
+    precision = "bf16" if flags.bf16 else "fp32"
+    if flags.torch_compile:
+        if flags.jit_mode_eval or flags.use_ipex:
+            raise UsageError("--torch_compile replaces --jit_mode_eval/--use_ipex: pass one of them, or use --modes")
         return [ModeSpec("compile", precision)]
     mode = {(False, False): "eager", (True, False): "jit", (False, True): "ipex", (True, True): "ipex+jit"}[
-        (args.jit_mode_eval, args.use_ipex)
+        (flags.jit_mode_eval, flags.use_ipex)
     ]
     return [ModeSpec(mode, precision)]
 
 
-def validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Reject flags this tool cannot honour, with a message that says what to do instead."""
-    if not args.do_eval:
-        parser.error("nothing to do: pass --do_eval (this tool evaluates; it does not train or predict)")
-    if args.do_train or args.do_predict:
-        parser.error("--do_train / --do_predict are not supported: this tool only evaluates (--do_eval)")
-    if args.dataset_name and args.validation_file:
-        parser.error("pass either --dataset_name or --validation_file, not both")
-    if args.num_threads is not None:
-        from cpu_inference_helpers.infra.cpus import usable_cpu_count
-
-        cpus = usable_cpu_count()
-        if not 1 <= args.num_threads <= cpus:
-            parser.error(f"--num_threads must be between 1 and the {cpus} CPUs this process may use, not "
-                         f"{args.num_threads} (more threads than CPUs only makes them wait for each other)")
-    ray_flags = [flag for flag in ("ray_address", "workers") if getattr(args, flag) is not None]
-    if args.engine != "ray" and ray_flags:
-        parser.error(f"--{' --'.join(ray_flags)} need --engine ray")
-    if args.engine == "ray" and args.num_threads is not None:
-        parser.error("--num_threads sets this process's threads; with --engine ray use --threads_per_worker")
-    # the evaluation's own settings (window sizes, batch, calibration) are checked by EvaluationSettings
-
-
-def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace, specs: list[ModeSpec]
-                  ) -> EvaluationSettings:
-    """The evaluation settings of these flags; a setting out of range ends with its message (checked there)."""
-    try:
-        return EvaluationSettings(
-            model_name_or_path=args.model_name_or_path, dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name, validation_file=args.validation_file,
-            max_seq_length=args.max_seq_length, doc_stride=args.doc_stride, max_eval_samples=args.max_eval_samples,
-            n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
-            per_device_eval_batch_size=args.per_device_eval_batch_size, modes=specs,
-            attn_implementation=args.attn_implementation, warmup_steps=args.warmup_steps,
-            allow_emulated_bf16=args.allow_emulated_bf16, seed=args.seed,
-            calibration_file=args.calibration_file, calibration_windows=args.calibration_windows,
-        )
-    except ValueError as error:
-        parser.error(str(error))
-
-
-def engine_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RayEngine | None:
-    """The Ray engine these flags ask for (None: this process); a setting out of range ends with its message."""
-    if args.engine != "ray":
+def engine_from(flags: RunQaFlags) -> RayEngine | None:
+    """The Ray engine the flags ask for (None: this process); a setting out of range is a ValueError."""
+    if flags.engine != "ray":
         return None
     from cpu_inference_helpers.infra.cpus import usable_cpu_count
     from cpu_inference_helpers.qa.ray_engine import RayEngine
 
-    workers = args.workers
+    workers = flags.workers
     if workers is None:  # the local cluster's size; on a remote one, say how many
-        if args.ray_address:
-            parser.error("with --ray_address, say how many workers to start (--workers N)")
-        workers = max(1, usable_cpu_count() // max(1, args.threads_per_worker))
-    try:
-        return RayEngine(args.ray_address, workers, args.threads_per_worker, args.questions_per_task)
-    except ValueError as error:
-        parser.error(str(error))
+        if flags.ray_address:
+            raise UsageError("with --ray_address, say how many workers to start (--workers N)")
+        workers = max(1, usable_cpu_count() // max(1, flags.threads_per_worker))
+    return RayEngine(flags.ray_address, workers, flags.threads_per_worker, flags.questions_per_task)
+
+
+def parse_command_line(argv: list[str] | None = None
+                       ) -> tuple[DataclassArgumentParser, RunQaFlags, EvaluationSettings, RayEngine | None]:
+    """The parser, the flags, the evaluation settings and the engine of `argv`; a bad flag exits with status 2."""
+    parser = build_parser()
+    namespace = parser.parse_args(argv)
+    flags = parser.build(RunQaFlags, namespace)
+    with parser.usage_errors():
+        settings = parser.build(EvaluationSettings, namespace, modes=resolve_modes(flags))
+        if settings.dataset_name and settings.validation_file:
+            raise UsageError("pass either --dataset_name or --validation_file, not both")
+        engine = engine_from(flags)
+    return parser, flags, settings, engine
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cpu_inference_helpers.run_qa`; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    validate(parser, args)
-    settings = settings_from(parser, args, resolve_modes(parser, args))
-    engine = engine_from(parser, args)
-    configure_cli_logging(verbose_loggers=("cpu_inference_helpers",))
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
-    try:
-        evaluation = evaluate_modes(settings, args.output_dir, engine)
-    except (SquadFormatError, OSError, RuntimeError, ValueError) as error:  # OSError: files, Hub, output folder
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    results, title, output_dir = evaluation.results, evaluation.title, args.output_dir
+    parser, flags, settings, engine = parse_command_line(argv)
+    return parser.run(lambda: evaluate_and_report(flags, settings, engine), log=PACKAGE_PROGRESS,
+                      errors=(SquadFormatError, OSError, RuntimeError, ValueError))  # OSError: files, Hub, output
+
+
+def evaluate_and_report(flags: RunQaFlags, settings: EvaluationSettings, engine: RayEngine | None) -> int:
+    """Run the evaluation, print the table and the notes, and say what was written."""
+    if flags.num_threads:
+        torch.set_num_threads(flags.num_threads)
+    evaluation = evaluate_modes(settings, flags.output_dir, engine)
+    results, title, output_dir = evaluation.results, evaluation.title, flags.output_dir
 
     print(f"\n{title}\n")
     print(format_table(results))
@@ -228,14 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         "\nsamples = tokenized windows (one question may span several); throughput excludes set-up "
         "(optimisation, tracing, warm-up), which 'setup s' reports; break-even = samples after which the "
         "set-up has paid for itself against eager; modes ran interleaved batch by batch"
-        + (" within each Ray worker, and samples/s = windows / (the workers' summed batch time / workers)"
-           if engine else "")
+        + (" within each Ray worker, and samples/s = all windows / the wall-clock span from the first worker's "
+           "first timed batch to the last worker's last (each mode's share by its busy time)" if engine else "")
         + "; dEM/dF1 = change against eager fp32 in points, dF1 with the 95% half-width of the paired "
         "per-question change (a change inside it is not distinguishable from zero on this many questions)."
     )
     if evaluation.random_weights:
         print(
-            f"\nNOTE: {args.model_name_or_path} has random weights: the speed numbers are real, EM/F1 are "
+            f"\nNOTE: {settings.model_name_or_path} has random weights: the speed numbers are real, EM/F1 are "
             "meaningless.\n"
             f"Real answers offline: --model_name_or_path {DEFAULT_MODEL} (the default); with the Hub:\n"
             f"  {REAL_CHECKPOINT_COMMAND}"

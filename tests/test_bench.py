@@ -288,3 +288,15 @@ def test_the_roofline_times_a_slow_backend_once_instead_of_for_minutes():
     assert _best_seconds(slow, repeats=5, min_seconds=0.05, slow_seconds=0.01) >= 0.03 and len(calls) == 1
     calls.clear()
     assert _best_seconds(slow, repeats=3, min_seconds=0.0, slow_seconds=1.0) >= 0.03 and len(calls) == 2 + 3
+
+
+def test_a_shape_whose_process_fails_becomes_skipped_rows_with_the_reason(tmp_path):
+    """The group runs in a fresh process; what it raised there comes back as every row's reason."""
+    from cpu_inference_helpers.bench.paths import PathSpec
+    from cpu_inference_helpers.bench.runner import _run_group_in_subprocess
+
+    missing = str(tmp_path / "no-such-model")
+    rows = _run_group_in_subprocess(missing, [PathSpec("eager", mode="eager"), PathSpec("jit", mode="jit")],
+                                    (32, 1), {}, repeats=1, threads=1, profile=False)
+    assert [row.path for row in rows] == ["eager", "jit"]
+    assert all("failed in its process" in row.skipped and "no-such-model" in row.skipped for row in rows)

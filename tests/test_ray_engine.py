@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (make installs it)")
@@ -100,6 +99,18 @@ def test_the_ray_run_reports_its_workers(ray_run):
         assert actor["threads"] == 1 and actor["load_s"] > 0 and set(actor["setup_s"]) == {"eager", "jit"}
     assert "Ray: 2 workers x 1 threads" in evaluation_.title
     assert metadata["worker_stack"] == ray_cluster.stack_facts()
+
+
+def test_the_ray_throughput_is_measured_on_the_wall_clock(ray_run):
+    """Every mode's share of the timed span adds up to the span: windows / samples/s summed over the modes is
+    the wall-clock time from the first timed batch to the last (not the busy time divided by the workers)."""
+    evaluation_, folder = ray_run
+    metadata = json.loads((folder / "results.json").read_text())["metadata"]
+    span, busy = metadata["timed_span_s"], metadata["busy_s"]
+    assert 0 < span <= metadata["wall_s"]
+    shares = [result.samples / result.samples_per_second for result in evaluation_.results]
+    assert sum(shares) == pytest.approx(span, rel=1e-6)
+    assert span >= busy / metadata["workers"]  # two workers can at best halve the busy time
 
 
 class DiesOnFirstBatch(QAPredictor):
@@ -207,15 +218,3 @@ def test_engine_flags_are_checked(argv, message, capsys):
     with pytest.raises(SystemExit) as raised:
         main(["--do_eval", *argv])
     assert raised.value.code == 2 and message in capsys.readouterr().err
-
-
-def test_padded_chunks_keep_one_shape():
-    import torch
-
-    from cpu_inference_helpers.qa.ray_engine import _padded_chunks
-
-    inputs = {"input_ids": torch.arange(10).reshape(5, 2)}
-    chunks = _padded_chunks(inputs, 4)
-    assert [real for _, real in chunks] == [4, 1]
-    assert all(chunk["input_ids"].shape == (4, 2) for chunk, _ in chunks)
-    assert np.array_equal(chunks[1][0]["input_ids"][0].numpy(), [8, 9])

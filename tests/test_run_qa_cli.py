@@ -3,13 +3,15 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
+import torch
 from conftest import requires_ipex
 
 from cpu_inference_helpers import run_qa
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
 from cpu_inference_helpers.qa.evaluation import EvaluationSettings
-from cpu_inference_helpers.run_qa import build_parser, main, resolve_modes
+from cpu_inference_helpers.run_qa import RunQaFlags, build_parser, main, resolve_modes
 from cpu_inference_helpers.techniques import ipex_support
 
 TINY = ["--do_eval", "--model_name_or_path", "random-bert-tiny", "--max_eval_samples", "12",
@@ -102,7 +104,7 @@ def test_ipex_modes_report_the_fallback_when_ipex_is_missing(tmp_path, monkeypat
 )
 def test_trainer_flags_map_to_modes(flags, expected):
     parser = build_parser()
-    assert resolve_modes(parser, parser.parse_args(["--do_eval", *flags])) == expected
+    assert resolve_modes(parser.build(RunQaFlags, parser.parse_args(["--do_eval", *flags]))) == expected
 
 
 @pytest.mark.parametrize("ipex_usable", [pytest.param(True, marks=requires_ipex), False])
@@ -112,7 +114,7 @@ def test_the_default_modes_are_the_stacks_own(ipex_usable, monkeypatch, fresh_ip
         monkeypatch.setenv(ipex_support.DISABLE_ENV_VAR, "1")
         assert not ipex_support.probe_ipex(refresh=True).usable
     parser = build_parser()
-    specs = resolve_modes(parser, parser.parse_args(["--do_eval"]))
+    specs = resolve_modes(parser.build(RunQaFlags, parser.parse_args(["--do_eval"])))
     modes = {spec.mode for spec in specs}
     if ipex_usable:
         assert specs == parse_mode_list("eager,jit,ipex+jit,eager:bf16,ipex+jit:bf16,auto:int8")
@@ -169,24 +171,37 @@ def test_validation_file_is_used(tmp_path):
     assert payload["metadata"]["questions"] == 1 and payload["metadata"]["data"] == str(path)
 
 
-def test_every_timed_batch_has_a_warmed_up_shape(tiny_model, tokenizer):
-    """A smaller last batch is run once, untimed, before the timed loop (no recompilation inside it)."""
+def test_every_timed_batch_has_the_shape_the_modes_were_prepared_on(tiny_model, tokenizer):
+    """A short last batch is padded to the batch size (never a new shape inside the timed loop), and only its
+    real windows' logits are kept: the same windows, in order, as running each window alone."""
     from cpu_inference_helpers.qa import comparison
     from cpu_inference_helpers.qa.data import load_squad_file, subset_dataset_path
     from cpu_inference_helpers.qa.features import prepare_validation_features
 
     examples = load_squad_file(subset_dataset_path())[:6]
     features = prepare_validation_features(examples, tokenizer, 64, 16)
-    batches = list(features.batches(4))
-    assert len({tuple(b["input_ids"].shape) for b in batches}) == 2  # the last batch is smaller
-    runs = comparison.prepare_modes(tiny_model, batches[0], [ModeSpec("eager"), ModeSpec("jit")], warmup_steps=1)
-    with pytest.raises(RuntimeError, match="not warmed up"):
-        comparison.run_interleaved(runs, batches)
-    setup_before = [run.setup_s for run in runs]
-    comparison.warm_up_remaining_shapes(runs, batches)
-    assert all(run.setup_s > before for run, before in zip(runs, setup_before, strict=True))
-    comparison.run_interleaved(runs, batches)
-    assert all(len(run.latencies) == len(batches) for run in runs)
+    windows = len(features)
+    assert windows % 4, "the test needs a short last batch"
+    seen_shapes = set()
+
+    class ShapeSpy(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, **inputs):
+            seen_shapes.add(tuple(inputs["input_ids"].shape))
+            return self.model(**inputs)
+
+    spy = ShapeSpy(tiny_model).eval()
+    modes = [comparison.PreparedMode(ModeSpec("eager"), spy, 0.0)]
+    (timed,) = comparison.run_interleaved(modes, features.inputs, batch_size=4, progress=False)
+    assert seen_shapes == {(4, 64)}
+    assert len(timed.latencies) == -(-windows // 4) and timed.start_logits.shape[0] == windows
+    with torch.no_grad():
+        alone = torch.cat([tiny_model(**{k: v[i:i + 1] for k, v in features.inputs.items()}).start_logits
+                           for i in range(windows)])
+    np.testing.assert_allclose(timed.start_logits, alone.numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

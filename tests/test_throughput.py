@@ -7,6 +7,7 @@ from conftest import requires_ipex
 
 from cpu_inference_helpers.bench import throughput
 from cpu_inference_helpers.bench.throughput import Layout, ThroughputSettings, measure_throughput, parse_layouts
+from cpu_inference_helpers.infra.cli_logging import LogSetup
 from cpu_inference_helpers.modes import parse_mode_list
 from cpu_inference_helpers.techniques.capabilities import usable_cpu_count
 
@@ -63,7 +64,7 @@ def test_an_instance_that_fails_ends_the_run_with_its_reason():
 
 
 def test_the_command_line_writes_its_files_and_refuses_bad_layouts(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(throughput, "configure_cli_logging", lambda **kwargs: None)
+    monkeypatch.setattr(LogSetup, "configure", lambda self: None)  # pytest keeps its logging
     argv = ["--model_name_or_path", "random-bert-tiny", "--modes", "eager", "--layouts", "1x1",
             "--batch_sizes", "1", "--seq_len", "32", "--seconds", "0.2", "--output_dir", str(tmp_path / "out")]
     assert throughput.main(argv) == 0

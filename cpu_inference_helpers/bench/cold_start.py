@@ -14,15 +14,17 @@ shared machine: compare them within one run.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import logging
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from cpu_inference_helpers.infra.cli import DataclassArgumentParser, UsageError, write_output_files
+from cpu_inference_helpers.infra.cli_logging import QUIET
+from cpu_inference_helpers.infra.lists import comma_list
 
 logger = logging.getLogger("cpu_inference_helpers.bench.cold_start")
 
@@ -42,7 +44,7 @@ CPP_ROWS = {"cpp-jit": ("C++ TorchScript (.pt)", "model.pt"), "cpp-export": ("C+
 
 @dataclass
 class ColdStart:
-    """One fresh process: seconds from spawn to each milestone, and the steady-state median after it."""
+    """One fresh process: seconds from spawn to each milestone, and its steady `Measurement`'s median after it."""
 
     row: str
     ran_as: str
@@ -65,67 +67,63 @@ def _batch(questions: int, max_seq_length: int, doc_stride: int):  # noqa: ANN20
     return features.inputs, tokenizer
 
 
-def _child(args: argparse.Namespace) -> int:
-    """One fresh process: time the milestones from the spawn time the parent passed."""
+def _fresh_row(settings: ColdStartSettings, files: str, row: str, spawned: float) -> ColdStart:
+    """One fresh process (`infra.fresh_process`): time the milestones from the spawn time the parent passed."""
     imports_done = time.time()
     import torch
 
     from cpu_inference_helpers.deployment import load_prepared
-    from cpu_inference_helpers.infra.timing import measure_latency
+    from cpu_inference_helpers.infra.measurement import Measurement
+    from cpu_inference_helpers.infra.timing import interleaved_samples
     from cpu_inference_helpers.models import load_qa_model_and_tokenizer
     from cpu_inference_helpers.modes import ModeSpec
     from cpu_inference_helpers.preparation import prepare_mode
 
     imports_done = max(imports_done, time.time())
-    title, how, what = PYTHON_ROWS[args.child]
-    inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
+    title, how, what = PYTHON_ROWS[row]
+    inputs, _ = _batch(settings.questions, settings.max_seq_length, settings.doc_stride)
     if how == "prepare":
-        model = load_qa_model_and_tokenizer(args.model_name_or_path).model
+        model = load_qa_model_and_tokenizer(settings.model_name_or_path).model
     loaded = time.time()
     ready = (prepare_mode(model, inputs, ModeSpec(what), warmup_steps=0) if how == "prepare"
-             else load_prepared(Path(args.files) / what))
+             else load_prepared(Path(files) / what))
     prepared = time.time()
     with torch.no_grad():
         ready(**inputs)
     first = time.time()
-    steady = measure_latency(ready, inputs, warmup=1, repeats=args.repeats)
-    result = ColdStart(title, ready.record.ran_as, imports_done - args.spawned, loaded - imports_done,
-                       prepared - loaded, first - prepared, first - args.spawned, steady.median * 1000)
-    print(json.dumps(asdict(result)))
-    return 0
+    record = ready.record
+    steady = Measurement(title, record.ran_as, record.precision, [str(step) for step in record.fallbacks],
+                         prepared - loaded, interleaved_samples({title: ready}, inputs, warmup=1,
+                                                                repeats=settings.repeats)[title],
+                         samples=len(inputs["input_ids"]) * settings.repeats)
+    return ColdStart(title, steady.ran_as, imports_done - spawned, loaded - imports_done, steady.setup_s,
+                     first - prepared, first - spawned, steady.latency.median * 1000)
 
 
-def _run_child(args: argparse.Namespace, row: str) -> ColdStart:
-    command = [sys.executable, "-m", "cpu_inference_helpers.bench.cold_start", "--child", row,
-               "--spawned", repr(time.time()), *_shared_flags(args)]
+def _run_fresh_row(settings: ColdStartSettings, files: Path, row: str) -> ColdStart:
+    from cpu_inference_helpers.infra.fresh_process import FreshProcessError, run_in_fresh_process
+
     # a fresh process, not this one's state: only the environment travels (threads: OMP_NUM_THREADS, affinity)
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"the {row} process failed: {result.stderr.strip()[-2000:]}")
-    return ColdStart(**json.loads(result.stdout.strip().splitlines()[-1]))
+    try:
+        return run_in_fresh_process(_fresh_row, settings, str(files), row, time.time())
+    except FreshProcessError as error:
+        raise RuntimeError(f"the {row} process failed: {error}") from error
 
 
-def _shared_flags(args: argparse.Namespace) -> list[str]:
-    return ["--model_name_or_path", args.model_name_or_path, "--questions", str(args.questions),
-            "--max_seq_length", str(args.max_seq_length), "--doc_stride", str(args.doc_stride),
-            "--repeats", str(args.repeats), "--files", str(args.files)]
-
-
-def _build_files(args: argparse.Namespace) -> None:
+def _build_files(settings: ColdStartSettings, files: Path) -> None:
     """The saved TorchScript file and AOTInductor package, built in this (parent) process."""
     from cpu_inference_helpers.deployment import save_prepared
     from cpu_inference_helpers.models import load_qa_model_and_tokenizer
     from cpu_inference_helpers.optimize import prepare_for_inference
 
-    inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
-    model = load_qa_model_and_tokenizer(args.model_name_or_path).model
-    files = Path(args.files)
+    inputs, _ = _batch(settings.questions, settings.max_seq_length, settings.doc_stride)
+    model = load_qa_model_and_tokenizer(settings.model_name_or_path).model
     save_prepared(prepare_for_inference(model, inputs, mode="jit"), files / "model.pt")
     save_prepared(prepare_for_inference(model, inputs, mode="export", package_path=files / "model.pt2"),
                   files / "model.pt2")
 
 
-def _cpp_rows(args: argparse.Namespace, wanted: list[str]) -> list[ColdStart]:
+def _cpp_rows(settings: ColdStartSettings, files: Path, wanted: list[str]) -> list[ColdStart]:
     from cpu_inference_helpers.deployment import build_deploy_program, deploy_build_problem, run_deploy_program
 
     problem = deploy_build_problem()
@@ -133,14 +131,14 @@ def _cpp_rows(args: argparse.Namespace, wanted: list[str]) -> list[ColdStart]:
         logger.warning("C++ rows skipped: %s", problem)
         return []
     binary = build_deploy_program()
-    inputs, _ = _batch(args.questions, args.max_seq_length, args.doc_stride)
+    inputs, _ = _batch(settings.questions, settings.max_seq_length, settings.doc_stride)
     rows = []
     for row_id, (title, file) in CPP_ROWS.items():
         if row_id not in wanted:
             continue
         # the cold run ends with the first logits (no further calls); a second process measures the steady state
-        cold = run_deploy_program(binary, Path(args.files) / file, inputs)
-        steady = run_deploy_program(binary, Path(args.files) / file, inputs, repeats=args.repeats)
+        cold = run_deploy_program(binary, files / file, inputs)
+        steady = run_deploy_program(binary, files / file, inputs, repeats=settings.repeats)
         startup = cold.process_seconds - cold.main_seconds  # exec, libtorch's loading before main, and exit
         rows.append(ColdStart(title, "jit" if file.endswith(".pt") else "export", startup, 0.0, cold.load_seconds,
                               cold.first_call_seconds, cold.process_seconds, steady.steady_median_seconds * 1000,
@@ -159,31 +157,15 @@ def format_table(rows: list[ColdStart]) -> str:
                                     f"{row.steady_ms:.0f}"] for row in rows])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.bench.cold_start", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--model_name_or_path", default="minilm-squad")
-    parser.add_argument("--questions", type=int, default=8, help="packaged questions in the batch (%(default)s)")
-    parser.add_argument("--max_seq_length", type=int, default=384)
-    parser.add_argument("--doc_stride", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=10, help="steady-state calls per process (%(default)s)")
-    parser.add_argument("--rows", help=f"comma-separated rows (default: all): {', '.join([*PYTHON_ROWS, *CPP_ROWS])}")
-    parser.add_argument("--output_dir", default="results/cold-start")
-    parser.add_argument("--files", help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=list(PYTHON_ROWS), help=argparse.SUPPRESS)
-    parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
-    return parser
-
-
 @dataclass(frozen=True)
 class ColdStartSettings:
     """What every row measures: the model, the batch (first `questions` packaged questions), the steady calls."""
 
-    model_name_or_path: str = "minilm-squad"
-    questions: int = 8
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    repeats: int = 10
+    model_name_or_path: str = field(default="minilm-squad", metadata={"help": "the model (default: %(default)s)"})
+    questions: int = field(default=8, metadata={"help": "packaged questions in the batch (%(default)s)"})
+    max_seq_length: int = field(default=384, metadata={"help": "tokens per window (default: %(default)s)"})
+    doc_stride: int = field(default=128, metadata={"help": "overlap of a long context's windows (%(default)s)"})
+    repeats: int = field(default=10, metadata={"help": "steady-state calls per process (%(default)s)"})
 
 
 ALL_ROWS = (*PYTHON_ROWS, *CPP_ROWS)
@@ -205,15 +187,14 @@ def measure_cold_start(settings: ColdStartSettings, work_dir: str | Path, rows: 
 
     files = Path(work_dir) / "files"
     files.mkdir(parents=True, exist_ok=True)
-    args = argparse.Namespace(**asdict(settings), files=str(files))
     logger.info("building the saved TorchScript file and AOTInductor package in %s", files)
-    _build_files(args)
+    _build_files(settings, files)
     results = []
     python_rows = [row for row in wanted if row in PYTHON_ROWS]
     for row in tqdm(python_rows, desc="fresh processes", disable=not progress):
-        results.append(_run_child(args, row))
+        results.append(_run_fresh_row(settings, files, row))
     if any(row in CPP_ROWS for row in wanted):
-        results += _cpp_rows(args, wanted)
+        results += _cpp_rows(settings, files, wanted)
     return results
 
 
@@ -229,34 +210,39 @@ def describe_setting(settings: ColdStartSettings) -> str:
             f"torch {torch.__version__}; {datetime.date.today().isoformat()}")
 
 
+@dataclass
+class ColdStartFlags:
+    """The command line's own flags: which rows, and where the files go."""
+
+    rows: str | None = field(default=None, metadata={
+        "help": f"comma-separated rows (default: all): {', '.join((*PYTHON_ROWS, *CPP_ROWS))}"})
+    output_dir: str = field(default="results/cold-start", metadata={"help": "output folder (default: %(default)s)"})
+
+
+def build_parser() -> DataclassArgumentParser:
+    """The command line's flags, generated from `ColdStartSettings` and `ColdStartFlags`."""
+    return DataclassArgumentParser(ColdStartSettings, ColdStartFlags,
+                                   prog="python -m cpu_inference_helpers.bench.cold_start", description=__doc__)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run every row in a fresh process, print the table, write cold-start.json and .md."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.child:
-        return _child(args)
-    from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+    settings, flags = parser.parse_dataclasses(argv)
+    output = Path(flags.output_dir)
 
-    configure_cli_logging()
-    settings = ColdStartSettings(args.model_name_or_path, args.questions, args.max_seq_length, args.doc_stride,
-                                 args.repeats)
-    output = Path(args.output_dir)
-    try:
-        from cpu_inference_helpers.infra.lists import comma_list
+    def measure_and_write() -> None:
+        try:
+            rows = measure_cold_start(settings, output, comma_list(flags.rows) if flags.rows else None, progress=True)
+        except ValueError as error:  # an unknown row or a setting below 1, found before any work
+            raise UsageError(str(error)) from error
+        header, table = describe_setting(settings), format_table(rows)
+        print(header + "\n\n" + table)
+        write_output_files(output, {  # both files or neither
+            "cold-start.json": json.dumps({"header": header, "rows": [asdict(r) for r in rows]}, indent=2) + "\n",
+            "cold-start.md": header + "\n\n" + table + "\n"})
 
-        rows = measure_cold_start(settings, output, comma_list(args.rows)
-                                  if args.rows else None, progress=True)
-    except ValueError as error:
-        parser.error(str(error))
-    header, table = describe_setting(settings), format_table(rows)
-    print(header + "\n\n" + table)
-    from cpu_inference_helpers.infra.output_files import staged_outputs
-
-    with staged_outputs(output) as stage:  # both files or neither
-        stage.path("cold-start.json").write_text(json.dumps({"header": header, "rows": [asdict(r) for r in rows]},
-                                                            indent=2) + "\n")
-        stage.path("cold-start.md").write_text(header + "\n\n" + table + "\n")
-    return 0
+    return parser.run(measure_and_write, log=QUIET)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,10 +15,12 @@ from cpu_inference_helpers.bench.paths import PathSpec
 from cpu_inference_helpers.bench.peers import BUILDERS, PeerUnavailable
 from cpu_inference_helpers.bench.profiling import profile_operators
 from cpu_inference_helpers.bench.roofline import MatmulPeak, count_model_flops
-from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli_logging import QUIET
 from cpu_inference_helpers.infra.errors import error_summary
+from cpu_inference_helpers.infra.fresh_process import FreshProcessError, run_in_fresh_process
+from cpu_inference_helpers.infra.measurement import Measurement
 from cpu_inference_helpers.infra.memory import release_freed_memory
-from cpu_inference_helpers.infra.timing import LatencyStats, interleaved_latency
+from cpu_inference_helpers.infra.timing import LatencyStats, interleaved_samples
 from cpu_inference_helpers.models import load_qa_model_and_tokenizer
 from cpu_inference_helpers.modes import ModeSpec
 from cpu_inference_helpers.preparation import prepare_mode
@@ -40,7 +39,7 @@ BENCH_CALIBRATION_WINDOWS = 16
 
 @dataclass
 class PathResult:
-    """One path at one input shape."""
+    """One path at one input shape: what was built, and a view of its `Measurement` against eager fp32."""
 
     path: str
     family: str
@@ -64,6 +63,15 @@ class PathResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def show(self, measured: Measurement, eager_median_s: float, flops: float, peak: MatmulPeak) -> None:
+        """Fill the timing columns from the path's `Measurement`: latency, speed-up over eager fp32's median in
+        the same round-robin, achieved GFLOP/s and its fraction of the matmul roofline of its precision."""
+        stats = measured.latency
+        self.median_ms, self.p90_ms = 1000 * stats.median, 1000 * stats.p90
+        self.speedup_vs_eager_fp32, self.eager_ms = eager_median_s / stats.median, 1000 * eager_median_s
+        self.achieved_gflops = flops / stats.median / 1e9
+        self.roofline_fraction = self.achieved_gflops / peak.gflops
 
 
 def make_inputs(tokenizer: Any, seq_len: int, batch_size: int) -> dict[str, torch.Tensor]:
@@ -148,16 +156,13 @@ def bench_shape(
         with torch.no_grad():
             result.max_logit_diff_vs_eager = max_abs_difference(reference_logits, _logits(runner(**inputs)))
         runners[spec.name] = runner
-    stats: dict[str, LatencyStats] = interleaved_latency(runners, inputs, warmup=1, repeats=repeats)
-    reference = stats[specs[0].name].median
+    timed = interleaved_samples(runners, inputs, warmup=1, repeats=repeats)
+    reference = LatencyStats.from_samples(timed[specs[0].name]).median
     for result in results:
-        if result.path not in stats:
-            continue
-        median = stats[result.path].median
-        result.median_ms, result.p90_ms = 1000 * median, 1000 * stats[result.path].p90
-        result.speedup_vs_eager_fp32, result.eager_ms = reference / median, 1000 * reference
-        result.achieved_gflops = flops / median / 1e9
-        result.roofline_fraction = result.achieved_gflops / peaks[_roofline_precision(result)].gflops
+        if result.path in timed:
+            measured = Measurement(result.path, result.ran_as, result.ran_precision, result.fallbacks,
+                                   result.setup_s, timed[result.path], samples=batch_size * repeats)
+            result.show(measured, reference, flops, peaks[_roofline_precision(result)])
     if profile:
         for best in best_pytorch_paths(results).values():
             best.profile = profile_operators(runners[best.path], inputs).as_dict()
@@ -186,7 +191,7 @@ def _bench_shape_here(
     repeats: int, threads: int, profile: bool,
 ) -> list[PathResult]:
     """Load the models and benchmark one shape in this process."""
-    configure_cli_logging()  # a fresh process: the worker half of the CLI
+    QUIET.configure()  # a fresh process: the worker half of the CLI, logging as its main does
     logging.getLogger("cpu_inference_helpers.models").setLevel(logging.ERROR)  # the parent said it once
     torch.set_num_threads(threads)
     loaded = {attn: load_qa_model_and_tokenizer(model_name, attn)
@@ -227,12 +232,9 @@ def _run_group_in_subprocess(
     model_name: str, specs: Sequence[PathSpec], shape: tuple[int, int], peaks: dict[str, MatmulPeak],
     repeats: int, threads: int, profile: bool,
 ) -> list[PathResult]:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
-        future = executor.submit(_bench_shape_here, model_name, specs, shape, peaks, repeats, threads, profile)
-        try:
-            return future.result()
-        except BrokenProcessPool as error:
-            reason = f"the benchmark process for this shape died ({error}): out of memory? try fewer --paths"
-            logger.error("seq %d, batch %d: %s", *shape, reason)
-            return [PathResult(spec.name, spec.family, spec.precision, *shape, skipped=reason) for spec in specs]
+    try:
+        return run_in_fresh_process(_bench_shape_here, model_name, specs, shape, peaks, repeats, threads, profile)
+    except FreshProcessError as error:
+        reason = f"the benchmark process for this shape failed ({error}): out of memory? try fewer --paths"
+        logger.error("seq %d, batch %d: %s", *shape, reason)
+        return [PathResult(spec.name, spec.family, spec.precision, *shape, skipped=reason) for spec in specs]

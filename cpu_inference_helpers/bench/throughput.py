@@ -6,37 +6,41 @@ One instance with every core minimises a batch's latency; several smaller instan
 samples per second in all, because a GEMM on few cores wastes less time waiting on the others (a small
 batch splits badly over many threads) and, on a multi-socket server, each instance stays on its own
 memory. This is what PyTorch's launcher does with `python -m torch.backends.xeon.run_cpu --ninstances N
---ncores-per-instance K`; here each instance is a spawned process that pins itself with
-`os.sched_setaffinity` and sets its torch threads, so it runs in a notebook as well.
+--ncores-per-instance K`; here each instance is a fresh process (`infra.fresh_process`) that pins itself
+with `os.sched_setaffinity` to the cores the launcher's topology reading gives it (`infra.core_lists`:
+physical cores before SMT siblings, one NUMA node per instance) and sets its torch threads, so it runs in
+a notebook as well.
 
-Each instance loads the model and prepares every mode before a barrier; then, per mode and batch size,
-all instances start together (another barrier) and run real SQuAD windows back to back for `seconds`.
+Each instance loads the model and prepares every mode before a barrier (`infra.process_barrier`); then,
+per mode and batch size, all instances start together (another round of the barrier) and run real SQuAD
+windows back to back for `seconds`.
 Aggregate samples/s = all instances' samples / (the last instance's end - the first one's start).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import json
 import logging
-import multiprocessing
 import os
-import queue
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli import DataclassArgumentParser
+from cpu_inference_helpers.infra.cli_logging import PACKAGE_PROGRESS
+from cpu_inference_helpers.infra.core_lists import core_lists
+from cpu_inference_helpers.infra.fresh_process import FreshProcessError, start_fresh_process
 from cpu_inference_helpers.infra.lists import comma_list
-from cpu_inference_helpers.infra.output_files import prepare_output_dir, staged_outputs
+from cpu_inference_helpers.infra.measurement import Measurement
+from cpu_inference_helpers.infra.output_files import staged_outputs
 from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.infra.process_barrier import FolderBarrier
 from cpu_inference_helpers.infra.tables import Table
-from cpu_inference_helpers.infra.timing import LatencyStats
 from cpu_inference_helpers.models import DEFAULT_MODEL
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
 from cpu_inference_helpers.techniques.capabilities import detect_capabilities, usable_cpu_count
@@ -89,18 +93,31 @@ def parse_batch_sizes(text: str) -> list[int]:
 CALIBRATION_WINDOWS = 32
 
 
+def _usable_layouts(text: str) -> list[Layout]:
+    return parse_layouts(text, usable_cpu_count())
+
+
+def _default_layouts_text() -> str:
+    return f"1x{usable_cpu_count()},{usable_cpu_count()}x1"
+
+
 @dataclass
 class ThroughputSettings:
     """What to measure: the model, the modes, the layouts, the batch sizes, the window length and time per cell."""
 
-    modes: list[ModeSpec] = field(default_factory=lambda: parse_mode_list("eager,jit"))
-    layouts: list[Layout] = field(default_factory=lambda: [Layout(1, usable_cpu_count()),
-                                                            Layout(usable_cpu_count(), 1)])
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
-    model_name_or_path: str = DEFAULT_MODEL
-    seq_len: int = 384
-    seconds: float = 10.0
-    min_batches: int = 3
+    modes: list[ModeSpec] = field(default_factory=lambda: parse_mode_list("eager,jit"), metadata={
+        "parse": parse_mode_list, "default_text": "eager,jit", "help": "modes as in run_qa (default: eager,jit)"})
+    layouts: list[Layout] = field(default_factory=lambda: _usable_layouts(_default_layouts_text()), metadata={
+        "parse": _usable_layouts, "default_text": _default_layouts_text,
+        "help": "INSTANCESxTHREADS list; the first is the reference (default: one instance on every core, "
+                "then one single-threaded instance per core)"})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={
+        "parse": parse_batch_sizes, "default_text": "1,8,32", "help": "windows per batch (default: 1,8,32)"})
+    model_name_or_path: str = field(default=DEFAULT_MODEL, metadata={
+        "help": "Hub id, local folder, minilm-squad or a random model (default: %(default)s)"})
+    seq_len: int = field(default=384, metadata={"help": "tokens per window (default: %(default)s)"})
+    seconds: float = field(default=10.0, metadata={"help": "time per cell (default: %(default)s)"})
+    min_batches: int = field(default=3, metadata={"flag": False})
 
     def __post_init__(self) -> None:
         problems = [message for failed, message in [
@@ -116,7 +133,7 @@ class ThroughputSettings:
 
 @dataclass
 class ThroughputRow:
-    """One mode at one batch size in one layout."""
+    """One mode at one batch size in one layout: a view of its `Measurement` over all instances."""
 
     mode: str
     ran_as: str
@@ -132,10 +149,32 @@ class ThroughputRow:
     instance_cores: list[list[int]] = field(default_factory=list)  # the cores each instance was pinned to
     vs_one_instance: float = 1.0  # aggregate samples/s against the first layout (one instance on every core)
 
+    @classmethod
+    def from_measurement(cls, measured: Measurement, batch_size: int, layout: Layout,
+                         instance_cores: list[list[int]]) -> ThroughputRow:
+        """The row of `measured` (all instances' calls, their wall-clock span) at `batch_size` in `layout`."""
+        stats = measured.latency
+        return cls(measured.name, measured.ran_as, batch_size, layout.name, layout.instances, layout.threads,
+                   measured.samples, measured.samples_per_second, stats.mean, stats.p90, measured.setup_s,
+                   instance_cores)
 
-def _instance(settings: ThroughputSettings, layout: Layout, number: int, cores: list[int], barrier: Any,
-              results: Any) -> None:
-    """One pinned instance (a spawned process): prepare every mode, then run each cell when all are ready."""
+
+@dataclass
+class _InstanceRun:
+    """What one instance measured: its set-up, what each mode ran as, where it ran, and every cell's timings."""
+
+    setup_s: float
+    ran_as: dict[str, str]
+    precision: dict[str, str]
+    fallbacks: dict[str, list[str]]
+    cores: list[int]
+    threads: int
+    cells: dict[tuple[str, int], tuple[float, float, list[float]]]  # (mode, batch) -> (start, end, latencies)
+
+
+def _instance(settings: ThroughputSettings, layout: Layout, number: int, cores: list[int],
+              barrier: FolderBarrier) -> _InstanceRun:
+    """One pinned instance (a fresh process): prepare every mode, then run each cell when all instances are ready."""
     try:
         os.sched_setaffinity(0, cores)
         import torch
@@ -160,76 +199,63 @@ def _instance(settings: ThroughputSettings, layout: Layout, number: int, cores: 
             with torch.inference_mode():
                 for size in settings.batch_sizes[1:]:
                     models[spec](**inputs[size])  # new shapes re-specialise compiled modes: set-up, not timing
-        setup_s = time.perf_counter() - started
-        ran_as = {spec.name: models[spec].record.ran_as for spec in settings.modes}
-        results.put(("ready", number, setup_s, ran_as, sorted(os.sched_getaffinity(0)), torch.get_num_threads()))
-        barrier.wait(timeout=SETUP_TIMEOUT_S)
+        records = {spec.name: models[spec].record for spec in settings.modes}
+        run = _InstanceRun(time.perf_counter() - started, {name: record.ran_as for name, record in records.items()},
+                           {name: record.precision for name, record in records.items()},
+                           {name: [str(step) for step in record.fallbacks] for name, record in records.items()},
+                           sorted(os.sched_getaffinity(0)), torch.get_num_threads(), {})
+        barrier.wait(number, timeout=SETUP_TIMEOUT_S)
         with torch.inference_mode():
             for spec in settings.modes:
                 for size in settings.batch_sizes:
-                    barrier.wait(timeout=SETUP_TIMEOUT_S)
+                    barrier.wait(number, timeout=SETUP_TIMEOUT_S)
                     latencies, start = [], time.time()
                     while time.time() - start < settings.seconds or len(latencies) < settings.min_batches:
                         began = time.perf_counter()
                         models[spec](**inputs[size])
                         latencies.append(time.perf_counter() - began)
-                    results.put(("cell", number, spec.name, size, start, time.time(), latencies))
-    except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run with it
-        results.put(("error", number, f"{type(error).__name__}: {error}"))
-        barrier.abort()
+                    run.cells[(spec.name, size)] = (start, time.time(), latencies)
+        return run
+    except BaseException:
+        barrier.abort()  # the other instances stop waiting for this one
+        raise
 
 
 def measure_layout(settings: ThroughputSettings, layout: Layout) -> list[ThroughputRow]:
     """Run every mode and batch size as `layout.instances` pinned processes; one row per (mode, batch size)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if layout.instances * layout.threads > len(cores):
-        raise ValueError(f"layout {layout.name} needs {layout.instances * layout.threads} cores; "
-                         f"this process may use {len(cores)}")
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(layout.instances), context.Queue()
-    processes = [
-        context.Process(target=_instance, args=(settings, layout, number,
-                                                cores[number * layout.threads:(number + 1) * layout.threads],
-                                                barrier, results), daemon=True)
-        for number in range(layout.instances)
-    ]
-    for process in processes:
-        process.start()
-    cells: dict[tuple[str, int], list[tuple]] = {}
-    setup, ran_as, pinned = [], {}, {}
-    expected = layout.instances * (1 + len(settings.modes) * len(settings.batch_sizes))
-    try:
-        for _ in range(expected):
-            try:
-                message = results.get(timeout=SETUP_TIMEOUT_S + settings.seconds * 10)
-            except queue.Empty as error:
-                raise RuntimeError(f"layout {layout.name}: an instance stopped answering") from error
-            if message[0] == "error":
-                raise RuntimeError(f"layout {layout.name}, instance {message[1]}: {message[2]}")
-            if message[0] == "ready":
-                _, number, setup_s, ran_as, cores_used, threads = message
-                setup.append(setup_s)
-                pinned[number] = cores_used
-                if threads != layout.threads:
-                    raise RuntimeError(f"layout {layout.name}: instance {number} runs {threads} threads")
-            else:
-                _, _, mode, size, start, end, latencies = message
-                cells.setdefault((mode, size), []).append((start, end, latencies))
-    finally:
+    try:  # physical cores before SMT siblings, one NUMA node per instance where it fits (PyTorch's launcher's view)
+        pinned = core_lists(layout.instances, layout.threads)
+    except ValueError as error:
+        raise ValueError(f"layout {layout.name}: {error}") from None
+    timeout = SETUP_TIMEOUT_S + len(settings.modes) * len(settings.batch_sizes) * (settings.seconds * 10 + 60)
+    with tempfile.TemporaryDirectory(prefix="throughput-barrier-") as folder:
+        barrier = FolderBarrier(Path(folder), layout.instances)
+        processes = [start_fresh_process(_instance, settings, layout, number, cores, barrier)
+                     for number, cores in enumerate(pinned)]
+        answers: list[_InstanceRun | FreshProcessError] = []
         for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
+            try:
+                answers.append(process.result(timeout=timeout))
+            except FreshProcessError as error:
+                answers.append(error)
+    failures = [(number, error) for number, error in enumerate(answers) if isinstance(error, FreshProcessError)]
+    if failures:  # the first cause, not the instances that only saw the barrier break
+        number, error = next(((n, e) for n, e in failures if "BrokenBarrierError" not in str(e)), failures[0])
+        raise RuntimeError(f"layout {layout.name}, instance {number}: {error}")
+    runs = [answer for answer in answers if isinstance(answer, _InstanceRun)]  # all of them: nothing failed
+    wrong = [number for number, run in enumerate(runs) if run.threads != layout.threads]
+    if wrong:
+        raise RuntimeError(f"layout {layout.name}: instance(s) {wrong} did not run {layout.threads} threads")
     rows = []
     for spec in settings.modes:
         for size in settings.batch_sizes:
-            runs = cells[(spec.name, size)]
-            latencies = [seconds for _, _, run in runs for seconds in run]
-            span = max(end for _, end, _ in runs) - min(start for start, _, _ in runs)
-            stats = LatencyStats.from_samples(latencies)
-            rows.append(ThroughputRow(spec.name, ran_as[spec.name], size, layout.name, layout.instances,
-                                      layout.threads, len(latencies) * size, len(latencies) * size / span,
-                                      stats.mean, stats.p90, max(setup), [pinned[n] for n in sorted(pinned)]))
+            cells = [run.cells[(spec.name, size)] for run in runs]
+            latencies = [seconds for _, _, cell in cells for seconds in cell]
+            span = max(end for _, end, _ in cells) - min(start for start, _, _ in cells)
+            measured = Measurement(spec.name, runs[0].ran_as[spec.name], runs[0].precision[spec.name],
+                                   runs[0].fallbacks[spec.name], max(run.setup_s for run in runs), latencies,
+                                   samples=len(latencies) * size, wall_s=span)
+            rows.append(ThroughputRow.from_measurement(measured, size, layout, [run.cores for run in runs]))
     return rows
 
 
@@ -319,46 +345,35 @@ def describe(settings: ThroughputSettings) -> str:
             f"{detect_capabilities().model_name}, {usable_cpu_count()} cores")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.bench.throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    cores = usable_cpu_count()
-    parser.add_argument("--model_name_or_path", default=DEFAULT_MODEL)
-    parser.add_argument("--modes", default="eager,jit", help="modes as in run_qa (default: %(default)s)")
-    parser.add_argument("--layouts", default=f"1x{cores},{cores}x1",
-                        help="INSTANCESxTHREADS list; the first is the reference (default: %(default)s)")
-    parser.add_argument("--batch_sizes", default="1,8,32", help="windows per batch (default: %(default)s)")
-    parser.add_argument("--seq_len", type=int, default=384)
-    parser.add_argument("--seconds", type=float, default=10.0, help="time per cell (default: %(default)s)")
-    parser.add_argument("--output_dir", default="results/throughput")
-    return parser
+@dataclass
+class ThroughputFlags:
+    """The command line's own flag: where the files go."""
+
+    output_dir: str = field(default="results/throughput", metadata={"help": "output folder (default: %(default)s)"})
+
+
+def build_parser() -> DataclassArgumentParser:
+    """The command line's flags, generated from `ThroughputSettings` and `ThroughputFlags`."""
+    return DataclassArgumentParser(ThroughputSettings, ThroughputFlags,
+                                   prog="python -m cpu_inference_helpers.bench.throughput", description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cpu_inference_helpers.bench.throughput`; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        settings = ThroughputSettings(
-            modes=parse_mode_list(args.modes), layouts=parse_layouts(args.layouts, usable_cpu_count()),
-            batch_sizes=parse_batch_sizes(args.batch_sizes),
-            model_name_or_path=args.model_name_or_path, seq_len=args.seq_len, seconds=args.seconds,
-        )
-    except ValueError as error:
-        parser.error(str(error))
-    configure_cli_logging(verbose_loggers=("cpu_inference_helpers",))
-    try:
-        folder = prepare_output_dir(args.output_dir)
+    settings, flags = parser.parse_dataclasses(argv)
+    folder = parser.output_folder(flags.output_dir)
+
+    def measure_and_write() -> None:
         title = describe(settings)
         rows = measure_throughput(settings)
         write_outputs(folder, rows, settings, title)
-    except (OSError, RuntimeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"\n{title}\n\n{format_table(rows)}\n\nsamples/s = all instances' windows / wall time from the first "
-          "start to the last end; each instance pinned to its own cores (os.sched_setaffinity) with torch threads "
-          f"= its cores.\nwrote {folder}/throughput.json, throughput.csv, throughput.png")
-    return 0
+        print(f"\n{title}\n\n{format_table(rows)}\n\nsamples/s = all instances' windows / wall time from the first "
+              "start to the last end; each instance pinned to its own cores (os.sched_setaffinity; physical cores "
+              f"before SMT siblings) with torch threads = its cores.\nwrote {folder}/throughput.json, throughput.csv, "
+              "throughput.png")
+
+    return parser.run(measure_and_write, log=PACKAGE_PROGRESS)
 
 
 if __name__ == "__main__":

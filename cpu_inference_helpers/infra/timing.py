@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,28 +67,54 @@ def measure_latency(
     return LatencyStats.from_samples([time_call(fn, inputs)[1] for _ in range(repeats)])
 
 
+def round_robin(
+    candidates: Sequence[Callable[..., Any]],
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    on_output: Callable[[int, int, Any], None] | None = None,
+) -> list[list[float]]:
+    """The one timing loop: every batch through every candidate, the candidates' order rotating per batch.
+
+    Batch `b` starts with candidate `b % len(candidates)`, so noise from other processes and drift
+    (thermal, frequency) spread evenly over the candidates and their ratios stay meaningful on a shared
+    machine. `on_output(candidate, batch, outputs)` sees each call's outputs, untimed (e.g. to keep the
+    logits). Returns each candidate's latencies in seconds, in batch order. Warm-up is the caller's.
+    """
+    samples: list[list[float]] = [[] for _ in candidates]
+    for batch_index, batch in enumerate(batches):
+        for offset in range(len(candidates)):
+            which = (batch_index + offset) % len(candidates)
+            outputs, seconds = time_call(candidates[which], batch)
+            samples[which].append(seconds)
+            if on_output is not None:
+                on_output(which, batch_index, outputs)
+    return samples
+
+
+def interleaved_samples(
+    candidates: Mapping[str, Callable[..., Any]],
+    inputs: Mapping[str, torch.Tensor],
+    warmup: int = 2,
+    repeats: int = 10,
+) -> dict[str, list[float]]:
+    """Each candidate's call latencies (seconds) on the same inputs: `warmup` untimed calls each, then
+    `repeats` rounds of `round_robin` (one call of each per round, in a rotating order)."""
+    names = list(candidates)
+    for name in names:
+        for _ in range(warmup):
+            candidates[name](**inputs)
+    samples = round_robin([candidates[name] for name in names], [inputs] * repeats)
+    return dict(zip(names, samples, strict=True))
+
+
 def interleaved_latency(
     candidates: Mapping[str, Callable[..., Any]],
     inputs: Mapping[str, torch.Tensor],
     warmup: int = 2,
     repeats: int = 10,
 ) -> dict[str, LatencyStats]:
-    """Latency of several callables on the same inputs, measured round-robin.
-
-    Each round calls every candidate once, in a rotating order, so noise from other
-    processes and drift (thermal, frequency) spread evenly over the candidates and their
-    ratios stay meaningful on a shared machine.
-    """
-    names = list(candidates)
-    for name in names:
-        for _ in range(warmup):
-            candidates[name](**inputs)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(repeats):
-        for offset in range(len(names)):
-            name = names[(round_index + offset) % len(names)]
-            samples[name].append(time_call(candidates[name], inputs)[1])
-    return {name: LatencyStats.from_samples(samples[name]) for name in names}
+    """Latency statistics of several callables on the same inputs, measured round-robin (`interleaved_samples`)."""
+    return {name: LatencyStats.from_samples(seconds)
+            for name, seconds in interleaved_samples(candidates, inputs, warmup, repeats).items()}
 
 
 def break_even_samples(

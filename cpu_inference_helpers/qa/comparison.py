@@ -2,15 +2,15 @@
 
 Every mode is prepared first (optimisation, tracing, warm-up: timed and reported as
 set-up). Then each batch runs through every mode before the next batch, in a rotating
-order, so machine noise and drift hit all modes alike. Throughput counts only those
-timed batches.
+order (`timing.round_robin`), so machine noise and drift hit all modes alike. Every batch has the
+batch size the modes were prepared on (the last one padded: `infra.batching`). Throughput counts only
+those timed batches.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,7 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from cpu_inference_helpers import preparation
-from cpu_inference_helpers.infra.timing import LatencyStats, break_even_samples, time_call
+from cpu_inference_helpers.infra.batching import fixed_size_batches
+from cpu_inference_helpers.infra.measurement import Measurement
+from cpu_inference_helpers.infra.timing import break_even_samples, round_robin
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
 from cpu_inference_helpers.optimize import InferenceModel
 from cpu_inference_helpers.qa.data import SquadExample, require_scorable
@@ -34,14 +36,15 @@ logger = logging.getLogger(__name__)
 REFERENCE = "eager"
 
 __all__ = [
-    "REFERENCE", "ModeOutcome", "ModeResult", "ModeSpec", "compare_modes", "parse_mode_list", "prepare_modes",
-    "summarise_outcomes", "with_reference",
+    "REFERENCE", "ModeOutcome", "ModeResult", "ModeSpec", "PreparedMode", "TimedLogits", "compare_modes",
+    "parse_mode_list", "prepare_modes", "run_interleaved", "summarise_outcomes", "with_reference",
 ]
 
 
 @dataclass
 class ModeResult:
-    """Everything measured for one mode."""
+    """One row of the comparison: a view of the mode's `Measurement`, its answers' scores and the change
+    against eager fp32."""
 
     name: str
     ran_as: str
@@ -74,14 +77,21 @@ class ModeResult:
 
 
 @dataclass
-class _ModeRun:
+class PreparedMode:
+    """One mode ready to time: its spec, the prepared model, and its set-up time (the record's)."""
+
     spec: ModeSpec
     model: InferenceModel
-    setup_s: float  # the front door's set-up, plus warming up further batch shapes
-    latencies: list[float] = field(default_factory=list)
-    warmed_shapes: set[tuple[int, ...]] = field(default_factory=set)
-    start_logits: list[np.ndarray] = field(default_factory=list)
-    end_logits: list[np.ndarray] = field(default_factory=list)
+    setup_s: float
+
+
+@dataclass
+class TimedLogits:
+    """One mode over a set of windows: each batch's latency and the windows' logits (padding dropped)."""
+
+    latencies: list[float]
+    start_logits: np.ndarray
+    end_logits: np.ndarray
 
 
 def prepare_modes(
@@ -91,56 +101,37 @@ def prepare_modes(
     warmup_steps: int = 2,
     allow_emulated_bf16: bool = False,
     calibration: Sequence[dict[str, torch.Tensor]] | None = None,
-) -> list[_ModeRun]:
-    """Prepare every mode (`preparation.prepare_modes`); set-up time (the record's) includes optimisation,
-    tracing and `warmup_steps` passes."""
+) -> list[PreparedMode]:
+    """Prepare every mode (`preparation.prepare_modes`) on `example_batch`, whose shape every timed batch has
+    (`fixed_size_batches`); set-up time (the record's) includes optimisation, tracing and `warmup_steps` passes."""
     prepared = preparation.prepare_modes(model, example_batch, specs, calibration=calibration,
                                          allow_emulated_bf16=allow_emulated_bf16, warmup_steps=warmup_steps)
-    runs = []
-    for spec, ready in zip(specs, prepared, strict=True):
-        run = _ModeRun(spec, ready, ready.record.setup_seconds)
-        run.warmed_shapes.add(_shape(example_batch))
-        runs.append(run)
-    return runs
+    return [PreparedMode(spec, ready, ready.record.setup_seconds) for spec, ready in zip(specs, prepared, strict=True)]
 
 
-def _shape(batch: dict[str, torch.Tensor]) -> tuple[int, ...]:
-    return tuple(batch["input_ids"].shape)
+def run_interleaved(modes: Sequence[PreparedMode], inputs: dict[str, torch.Tensor], batch_size: int,
+                    progress: bool = True) -> list[TimedLogits]:
+    """Time `inputs` in every mode, batch by batch, the order of modes rotating (`timing.round_robin`).
 
-
-def warm_up_remaining_shapes(runs: Sequence[_ModeRun], batches: Sequence[dict[str, torch.Tensor]]) -> None:
-    """Run every mode once, untimed, on each batch shape it has not seen (e.g. a smaller last batch).
-
-    Compiled modes (`torch.compile` with static shapes, traced graphs' profiling executor)
-    re-specialise on a new shape; that cost belongs to set-up, not to the timed batches.
+    Batches have `batch_size` windows, the last one padded (`fixed_size_batches`): the shape every mode was
+    prepared on. Returns, per mode in order, its batch latencies and the real windows' logits.
     """
-    for run in runs:
-        for batch in batches:
-            if _shape(batch) in run.warmed_shapes:
-                continue
-            start = time.perf_counter()
-            run.model(**batch)
-            run.setup_s += time.perf_counter() - start
-            run.warmed_shapes.add(_shape(batch))
+    batches = fixed_size_batches(inputs, batch_size)
+    starts: list[list[np.ndarray]] = [[] for _ in modes]
+    ends: list[list[np.ndarray]] = [[] for _ in modes]
 
+    def keep_logits(mode: int, batch: int, outputs: Any) -> None:
+        start, end = window_logits(outputs)
+        real = batches[batch][1]
+        starts[mode].append(start[:real])
+        ends[mode].append(end[:real])
 
-def run_interleaved(runs: Sequence[_ModeRun], batches: Sequence[dict[str, torch.Tensor]]) -> None:
-    """Time every batch in every mode, rotating the order of modes from batch to batch.
-
-    Every batch shape must have been warmed up in every mode (`warm_up_remaining_shapes`).
-    """
-    for run in runs:
-        cold = {_shape(batch) for batch in batches} - run.warmed_shapes
-        if cold:
-            raise RuntimeError(f"{run.spec.name}: batch shapes {sorted(cold)} were not warmed up before timing")
-    for index, batch in enumerate(tqdm(batches, desc=f"evaluating {len(runs)} modes", unit="batch")):
-        for offset in range(len(runs)):
-            run = runs[(index + offset) % len(runs)]
-            outputs, seconds = time_call(run.model, batch)
-            start, end = window_logits(outputs)
-            run.latencies.append(seconds)
-            run.start_logits.append(start)
-            run.end_logits.append(end)
+    timed = tqdm([batch for batch, _ in batches], desc=f"evaluating {len(modes)} modes", unit="batch",
+                 disable=not progress)
+    with torch.inference_mode():
+        latencies = round_robin([mode.model for mode in modes], timed, on_output=keep_logits)
+    return [TimedLogits(seconds, np.concatenate(start), np.concatenate(end))
+            for seconds, start, end in zip(latencies, starts, ends, strict=True)]
 
 
 def with_reference(specs: Sequence[ModeSpec]) -> list[ModeSpec]:
@@ -174,49 +165,42 @@ def compare_modes(
         raise ValueError("the batch size must be at least 1")
     require_scorable(examples, "the examples to compare on")
     specs = with_reference(specs)
-    batches = list(features.batches(batch_size))
-    runs = prepare_modes(model, batches[0], specs, warmup_steps, allow_emulated_bf16, calibration)
-    warm_up_remaining_shapes(runs, batches)
-    run_interleaved(runs, batches)
+    modes = prepare_modes(model, fixed_size_batches(features.inputs, batch_size)[0][0], specs, warmup_steps,
+                          allow_emulated_bf16, calibration)
+    timed = run_interleaved(modes, features.inputs, batch_size)
 
     outcomes = []
-    for run in runs:
-        start_logits, end_logits = np.concatenate(run.start_logits), np.concatenate(run.end_logits)
-        predictions, nbest = answers_from_logits(examples, features, start_logits, end_logits, n_best_size,
+    for mode, run in zip(modes, timed, strict=True):
+        predictions, nbest = answers_from_logits(examples, features, run.start_logits, run.end_logits, n_best_size,
                                                  max_answer_length)
-        record = run.model.record
-        outcomes.append(ModeOutcome(
-            spec=run.spec, ran_as=record.ran_as, precision=record.precision,
-            fallbacks=[str(step) for step in record.fallbacks], predictions=predictions, nbest=nbest,
-            start_logits=start_logits, end_logits=end_logits, batch_latencies_s=list(run.latencies),
-            timed_seconds=math.fsum(run.latencies), setup_s=run.setup_s,
-        ))
-    return summarise_outcomes(examples, len(features), outcomes)
+        record = mode.model.record
+        measurement = Measurement(mode.spec.name, record.ran_as, record.precision,
+                                  [str(step) for step in record.fallbacks], mode.setup_s, list(run.latencies),
+                                  samples=len(features))
+        outcomes.append(ModeOutcome(mode.spec, measurement, predictions, nbest, run.start_logits, run.end_logits))
+    return summarise_outcomes(examples, outcomes)
 
 
 @dataclass
 class ModeOutcome:
-    """What one mode produced and how long it took, however it ran (one process, or workers on a cluster).
+    """What one mode produced and its measurement, however it ran (one process, or workers on a cluster).
 
-    `timed_seconds` is the time the samples took: the sum of the batch latencies in one process; the
-    workers' summed batch time divided by the number of workers on a cluster (they run in parallel).
+    The measurement's `wall_s` is the wall-clock time the samples took: in one process, the sum of the batch
+    latencies; on a cluster, the mode's share (by busy time) of the wall-clock span from the first worker's
+    first timed batch to the last worker's last, idle and between-batch time included, as `bench.throughput`
+    measures.
     """
 
     spec: ModeSpec
-    ran_as: str
-    precision: str
-    fallbacks: list[str]
+    measurement: Measurement
     predictions: dict[str, str]
     nbest: dict[str, list[NBestEntry]]
     start_logits: np.ndarray
     end_logits: np.ndarray
-    batch_latencies_s: list[float]
-    timed_seconds: float
-    setup_s: float
 
 
 def summarise_outcomes(
-    examples: Sequence[SquadExample], samples: int, outcomes: Sequence[ModeOutcome]
+    examples: Sequence[SquadExample], outcomes: Sequence[ModeOutcome]
 ) -> tuple[list[ModeResult], dict[str, dict[str, str]], dict[str, dict[str, list[NBestEntry]]]]:
     """Score every mode and compare it with the first (the eager fp32 reference): the table's rows.
 
@@ -225,22 +209,23 @@ def summarise_outcomes(
     results, all_predictions, all_nbest = [], {}, {}
     for outcome in outcomes:
         metrics = squad_metrics(examples, outcome.predictions)
-        stats = LatencyStats.from_samples(outcome.batch_latencies_s)
+        measured = outcome.measurement
+        stats = measured.latency
         results.append(
             ModeResult(
                 name=outcome.spec.name,
-                ran_as=outcome.ran_as,
-                precision=outcome.precision,
+                ran_as=measured.ran_as,
+                precision=measured.precision,
                 folder=outcome.spec.folder,
-                fallbacks=list(outcome.fallbacks),
+                fallbacks=list(measured.fallbacks),
                 exact_match=metrics["exact_match"],
                 f1=metrics["f1"],
-                samples=samples,
-                samples_per_second=samples / outcome.timed_seconds,
+                samples=measured.samples,
+                samples_per_second=measured.samples_per_second,
                 mean_batch_latency_s=stats.mean,
                 p90_batch_latency_s=stats.p90,
-                setup_s=outcome.setup_s,
-                batch_latencies_s=list(outcome.batch_latencies_s),
+                setup_s=measured.setup_s,
+                batch_latencies_s=list(measured.call_latencies_s),
             )
         )
         all_predictions[outcome.spec.name] = outcome.predictions

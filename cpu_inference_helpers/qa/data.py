@@ -9,7 +9,6 @@ Accepted local layouts (plain, `.gz` or `.xz` compressed):
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -24,7 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli import DataclassArgumentParser
+from cpu_inference_helpers.infra.cli_logging import MESSAGES_ONLY
 from cpu_inference_helpers.infra.output_files import atomic_file
 
 logger = logging.getLogger(__name__)
@@ -272,16 +272,25 @@ def fetch_squad_dev(destination: str | Path, url: str = OFFICIAL_DEV_URL, sha256
     return destination
 
 
+@dataclass
+class FetchFlags:
+    """Where `qa.data fetch` downloads the full dev set from, and where it writes it."""
+
+    to: str = field(default="data/dev-v1.1.json", metadata={"help": "where to write it (default: %(default)s)"})
+    url: str = field(default=OFFICIAL_DEV_URL, metadata={"help": "where to download it from (default: %(default)s)"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m cpu_inference_helpers.qa.data fetch [--to PATH]` downloads the full dev set."""
-    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.qa.data")
-    commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("fetch", help="download the full SQuAD v1.1 dev set")
-    fetch.add_argument("--to", default="data/dev-v1.1.json", help="where to write it (default: %(default)s)")
-    fetch.add_argument("--url", default=OFFICIAL_DEV_URL)
-    args = parser.parse_args(argv)
-    configure_cli_logging(logging.INFO, "%(message)s")
-    path = fetch_squad_dev(args.to, args.url)
+    parser = DataclassArgumentParser(prog="python -m cpu_inference_helpers.qa.data")
+    parser.add_command("fetch", FetchFlags, help_text="download the full SQuAD v1.1 dev set")
+    (flags,) = parser.parse_dataclasses(argv)
+    return parser.run(lambda: fetch_and_report(flags), log=MESSAGES_ONLY, errors=())
+
+
+def fetch_and_report(flags: FetchFlags) -> int:
+    """Download the dev set and say how to use it."""
+    path = fetch_squad_dev(flags.to, flags.url)
     print(f"{path}: use it with --validation_file {path}")
     return 0
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cpu_inference_helpers.infra.batching import fixed_size_batches
 from cpu_inference_helpers.infra.output_files import OutputWriteError, StagedFiles, prepare_output_dir, staged_outputs
 from cpu_inference_helpers.models import DEFAULT_MODEL, REFERENCE_CHECKPOINT, load_qa_model_and_tokenizer
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
@@ -65,23 +66,36 @@ REAL_CHECKPOINT_COMMAND = (
 class EvaluationSettings:
     """What to evaluate and how; the names follow run_qa.py's flags."""
 
-    model_name_or_path: str = DEFAULT_MODEL
-    dataset_name: str | None = None
-    dataset_config_name: str | None = None
-    validation_file: str | None = None
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_eval_samples: int | None = None
-    n_best_size: int = 20
-    max_answer_length: int = 30
-    per_device_eval_batch_size: int = 8
+    model_name_or_path: str = field(default=DEFAULT_MODEL, metadata={"help": (
+        "Hub id, local folder, the shipped fine-tuned checkpoint minilm-squad, or an offline random model "
+        "(random-bert-base, random-bert-tiny) (default: %(default)s)")})
+    dataset_name: str | None = field(default=None, metadata={
+        "help": "a datasets name such as 'squad' (needs the Hub or its cache)"})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "the datasets configuration name"})
+    validation_file: str | None = field(default=None, metadata={
+        "help": "a SQuAD-format JSON / JSON lines file (.gz/.xz allowed)"})
+    max_seq_length: int = field(default=384, metadata={
+        "help": "tokens per window of question + context (default: %(default)s)"})
+    doc_stride: int = field(default=128, metadata={
+        "help": "tokens shared by consecutive windows of a long context (default: %(default)s)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "evaluate only the first N questions"})
+    n_best_size: int = field(default=20, metadata={
+        "help": "start and end candidates per window for the answer search (default: %(default)s)"})
+    max_answer_length: int = field(default=30, metadata={
+        "help": "longest answer in tokens (default: %(default)s)"})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "windows per batch (default: %(default)s)"})
     modes: list[ModeSpec] = field(default_factory=lambda: parse_mode_list(default_modes()))
-    attn_implementation: str = "sdpa"
-    warmup_steps: int = 2
-    allow_emulated_bf16: bool = False
-    seed: int = 0
-    calibration_file: str | None = None  # int8 calibration text; None: the packaged SQuADShifts set
-    calibration_windows: int = DEFAULT_CALIBRATION_WINDOWS
+    attn_implementation: str = field(default="sdpa", metadata={
+        "choices": ["sdpa", "eager"], "help": "attention kernel: sdpa (PyTorch fused attention) or eager"})
+    warmup_steps: int = field(default=2, metadata={"help": "untimed passes per mode before timing"})
+    allow_emulated_bf16: bool = field(default=False, metadata={
+        "help": "run bf16 even on CPUs without native bf16 instructions"})
+    seed: int = field(default=0, metadata={"help": "weight seed of the offline random models"})
+    calibration_file: str | None = field(default=None, metadata={"help": (  # None: the packaged SQuADShifts set
+        "SQuAD-format text to calibrate static int8 on; it must share no question or context with the "
+        "evaluated ones (default: the packaged 256 SQuADShifts new_wiki questions)")})
+    calibration_windows: int = field(default=DEFAULT_CALIBRATION_WINDOWS, metadata={
+        "help": "windows to calibrate on (default: %(default)s)"})
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -173,11 +187,8 @@ def _compare_on_ray(engine: RayEngine, settings: EvaluationSettings, examples: l
                     calibration: list | None, engine_metadata: dict[str, Any]) -> tuple[list, dict, dict]:
     from cpu_inference_helpers.qa.ray_engine import run_on_ray
 
-    example_batch = next(features.batches(settings.per_device_eval_batch_size))
-    if len(example_batch["input_ids"]) < settings.per_device_eval_batch_size:  # fewer windows than one batch
-        repeats = -(-settings.per_device_eval_batch_size // len(example_batch["input_ids"]))
-        example_batch = {name: tensor.repeat(repeats, 1)[: settings.per_device_eval_batch_size]
-                         for name, tensor in example_batch.items()}
+    # the shape of every batch the workers time (`fixed_size_batches`), even with fewer windows than one batch
+    example_batch = fixed_size_batches(features.inputs, settings.per_device_eval_batch_size)[0][0]
     run = run_on_ray(
         engine, examples, with_reference(settings.modes), model_name_or_path=settings.model_name_or_path,
         attn_implementation=settings.attn_implementation, seed=settings.seed,
@@ -190,7 +201,7 @@ def _compare_on_ray(engine: RayEngine, settings: EvaluationSettings, examples: l
         raise RuntimeError(f"the Ray workers cut {run.metadata['windows']} windows, this process {len(features)}: "
                            "their tokenizers differ")
     engine_metadata.update(run.metadata)
-    return summarise_outcomes(examples, len(features), run.outcomes)
+    return summarise_outcomes(examples, run.outcomes)
 
 
 def evaluate_modes(settings: EvaluationSettings, output_dir: str | Path | None = None,

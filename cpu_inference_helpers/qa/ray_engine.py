@@ -4,10 +4,13 @@ SQuAD questions become a Ray Dataset, one row per question. `Dataset.map_batches
 whole questions to a pool of actors (`ActorPoolStrategy(size=workers)`, `num_cpus=threads_per_worker`:
 Ray sets each actor's OMP_NUM_THREADS from it). Each actor is a `QAPredictor`: its constructor loads the
 model and prepares every mode once (the set-up, reported per actor); each call tokenizes its questions
-into windows, runs the windows through every mode in batches of `per_device_eval_batch_size` (the modes
-interleaved batch by batch, as in one process), and post-processes each question from all of its
-windows, which the batch holds because it was cut at question boundaries. The driver gathers the rows,
-scores them and writes exactly the files the single-process run writes.
+into windows, runs them through every mode with the single process's engine (`comparison.run_interleaved`:
+batches of `per_device_eval_batch_size`, the last one padded, the modes interleaved batch by batch), and
+post-processes each question from all of its windows, which the batch holds because it was cut at question
+boundaries. The driver gathers the rows, scores them and writes exactly the files the single-process run
+writes. Throughput is measured on the wall clock: all windows over the span from the first worker's first
+timed batch to the last worker's last (shared among the modes by their busy time), so an idle worker
+counts, as it does in `bench.throughput`'s table.
 
 Worker processes that die are restarted by Ray and their batch retried, up to `max_restarts` times
 (Ray Data's own default is forever, which turns a run that cannot complete into one that never ends).
@@ -33,6 +36,7 @@ from tqdm.auto import tqdm
 
 from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.infra.log_levels import logger_level
+from cpu_inference_helpers.infra.measurement import Measurement
 from cpu_inference_helpers.infra.ray_cluster import (
     INSTALL_HINT,
     ClusterError,
@@ -43,10 +47,10 @@ from cpu_inference_helpers.infra.ray_cluster import (
 )
 from cpu_inference_helpers.models import load_qa_model_and_tokenizer
 from cpu_inference_helpers.modes import ModeSpec
-from cpu_inference_helpers.qa.comparison import ModeOutcome, prepare_modes
+from cpu_inference_helpers.qa.comparison import ModeOutcome, prepare_modes, run_interleaved
 from cpu_inference_helpers.qa.data import SquadExample
 from cpu_inference_helpers.qa.features import prepare_validation_features
-from cpu_inference_helpers.qa.predict import answers_from_logits, window_logits
+from cpu_inference_helpers.qa.predict import answers_from_logits
 
 logger = logging.getLogger(__name__)
 
@@ -81,21 +85,6 @@ def _to_numpy(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def _to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in batch.items()}
-
-
-def _padded_chunks(inputs: dict[str, torch.Tensor], batch_size: int) -> list[tuple[dict[str, torch.Tensor], int]]:
-    """Batches of exactly `batch_size` windows (the last one padded by repeating its last window) and their
-    real sizes: every call then has the shape the modes were prepared and warmed up on."""
-    total = len(next(iter(inputs.values())))
-    chunks = []
-    for start in range(0, total, batch_size):
-        real = min(batch_size, total - start)
-        chunk = {name: tensor[start : start + real] for name, tensor in inputs.items()}
-        if real < batch_size:
-            chunk = {name: torch.cat([tensor, tensor[-1:].expand(batch_size - real, *tensor.shape[1:])])
-                     for name, tensor in chunk.items()}
-        chunks.append((chunk, real))
-    return chunks
 
 
 def _object_column(values: Sequence[Any]) -> np.ndarray:
@@ -143,32 +132,23 @@ class QAPredictor:
                                                                       batch["title"], strict=True)]
         features = prepare_validation_features(examples, self.tokenizer, self.max_seq_length, self.doc_stride,
                                                self.model_max_positions)
-        latencies: dict[str, list[float]] = {run.spec.name: [] for run in self.runs}
-        starts: dict[str, list[np.ndarray]] = {run.spec.name: [] for run in self.runs}
-        ends: dict[str, list[np.ndarray]] = {run.spec.name: [] for run in self.runs}
-        with torch.inference_mode():
-            for index, (chunk, real) in enumerate(_padded_chunks(features.inputs, self.batch_size)):
-                for offset in range(len(self.runs)):  # rotate the order of modes, as in one process
-                    run = self.runs[(index + offset) % len(self.runs)]
-                    started = time.perf_counter()
-                    start, end = window_logits(run.model(**chunk))
-                    latencies[run.spec.name].append(time.perf_counter() - started)
-                    starts[run.spec.name].append(start[:real])
-                    ends[run.spec.name].append(end[:real])
+        started = time.time()  # the wall clock, comparable across the workers of one host
+        timed = run_interleaved(self.runs, features.inputs, self.batch_size, progress=False)
+        ended = time.time()
         windows_of = {example.id: [] for example in examples}
         for window, example_id in enumerate(features.example_ids):
             windows_of[example_id].append(window)
         columns: dict[str, np.ndarray] = {"index": batch["index"], "id": batch["id"]}
-        for number, run in enumerate(self.runs):
-            start_logits, end_logits = np.concatenate(starts[run.spec.name]), np.concatenate(ends[run.spec.name])
-            answers, nbest = answers_from_logits(examples, features, start_logits, end_logits, self.n_best_size,
-                                                 self.max_answer_length)
+        for number, run in enumerate(timed):
+            answers, nbest = answers_from_logits(examples, features, run.start_logits, run.end_logits,
+                                                 self.n_best_size, self.max_answer_length)
             columns[f"answer_{number}"] = np.array([answers[e.id] for e in examples], dtype=object)
             columns[f"nbest_{number}"] = np.array([json.dumps(nbest[e.id]) for e in examples], dtype=object)
-            columns[f"start_{number}"] = _object_column([start_logits[windows_of[e.id]] for e in examples])
-            columns[f"end_{number}"] = _object_column([end_logits[windows_of[e.id]] for e in examples])
+            columns[f"start_{number}"] = _object_column([run.start_logits[windows_of[e.id]] for e in examples])
+            columns[f"end_{number}"] = _object_column([run.end_logits[windows_of[e.id]] for e in examples])
+        latencies = {mode.spec.name: run.latencies for mode, run in zip(self.runs, timed, strict=True)}
         call = json.dumps({"call": uuid.uuid4().hex, "windows": len(features), "latencies": latencies,
-                           "actor": self.actor})
+                           "started": started, "ended": ended, "actor": self.actor})
         columns["call"] = np.array([call] * len(examples), dtype=object)
         return columns
 
@@ -310,7 +290,11 @@ def _gather(engine: RayEngine, specs: Sequence[ModeSpec], examples: Sequence[Squ
         calls[call["call"]] = call
     actors = {call["actor"]["actor"]: call["actor"] for call in calls.values()}
     windows = sum(call["windows"] for call in calls.values())
-    parallel = min(engine.workers, len(calls))
+    # wall clock from the first worker's first timed batch to the last worker's last: idle workers, and the
+    # tokenizing and post-processing between a worker's batches, count, as in `bench.throughput`
+    span_s = max(call["ended"] for call in calls.values()) - min(call["started"] for call in calls.values())
+    busy = {spec.name: math.fsum(s for call in calls.values() for s in call["latencies"][spec.name]) for spec in specs}
+    all_busy = math.fsum(busy.values())
     first_actor = next(iter(actors.values()))
     outcomes = []
     for number, spec in enumerate(specs):
@@ -320,14 +304,15 @@ def _gather(engine: RayEngine, specs: Sequence[ModeSpec], examples: Sequence[Squ
         if different:
             logger.warning("%s was built differently on actors %s: %s", spec.name, sorted(different),
                            [actors[a]["records"][spec.name] for a in sorted(different)])
+        measurement = Measurement(spec.name, record["ran_as"], record["precision"], record["fallbacks"],
+                                  max(actor["setup_s"][spec.name] for actor in actors.values()), latencies,
+                                  samples=windows, wall_s=span_s * busy[spec.name] / all_busy)
         outcomes.append(ModeOutcome(
-            spec=spec, ran_as=record["ran_as"], precision=record["precision"], fallbacks=record["fallbacks"],
+            spec, measurement,
             predictions={str(row["id"]): str(row[f"answer_{number}"]) for row in rows},
             nbest={str(row["id"]): json.loads(str(row[f"nbest_{number}"])) for row in rows},
             start_logits=np.concatenate([np.asarray(row[f"start_{number}"]) for row in rows]),
             end_logits=np.concatenate([np.asarray(row[f"end_{number}"]) for row in rows]),
-            batch_latencies_s=latencies, timed_seconds=math.fsum(latencies) / parallel,
-            setup_s=max(actor["setup_s"][spec.name] for actor in actors.values()),
         ))
     for actor in actors.values():
         logger.info("actor %s (%s, pid %d, %d threads): load %.1f s, set-up %s", actor["actor"], actor["host"],
@@ -336,6 +321,7 @@ def _gather(engine: RayEngine, specs: Sequence[ModeSpec], examples: Sequence[Squ
     metadata = {
         "engine": "ray", "workers": engine.workers, "threads_per_worker": engine.threads_per_worker,
         "questions_per_task": engine.questions_per_task, "address": engine.address, "wall_s": wall_s,
+        "timed_span_s": span_s, "busy_s": all_busy,
         "windows": windows, "tasks": len(calls), "actors_answering": len(actors),
         "actors": [{key: actor[key] for key in ("actor", "host", "pid", "threads", "load_s", "setup_s")}
                    for actor in actors.values()],

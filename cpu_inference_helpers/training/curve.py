@@ -16,17 +16,18 @@ starts. The combined points go to `output_dir/curve_all_stages.json`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
 
-from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli import DataclassArgumentParser
+from cpu_inference_helpers.infra.cli_logging import TIMESTAMPED
 from cpu_inference_helpers.infra.plotting import pyplot
 from cpu_inference_helpers.models import load_offline_tokenizer
 from cpu_inference_helpers.qa.data import default_dataset_path, load_squad_file
@@ -149,33 +150,41 @@ def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: 
     return path
 
 
+@dataclass
+class CurveFlags:
+    """Which training run to draw, on how many dev questions, and the earlier runs it continued."""
+
+    output_dir: str = field(metadata={"help": "the training run's output folder"})
+    questions: int = field(default=1000, metadata={"help": "the first N dev questions (default: 1000)"})
+    start: str | None = field(default=None, metadata={
+        "help": "the shipped-format folder the run started from, scored as step 0"})
+    title: str = field(default="", metadata={"help": "plot title"})
+    after: list[str] = field(default_factory=list, metadata={
+        "repeatable": True, "metavar": "RUN",
+        "help": "an earlier run this one continued (repeatable, oldest first): drawn before it"})
+    first_stage: int = field(default=1, metadata={
+        "help": "the stage number of the first run in the combined curve's labels (default: 1)"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cpu_inference_helpers.training.curve`."""
-    parser = argparse.ArgumentParser(prog="python -m cpu_inference_helpers.training.curve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", required=True, help="the training run's output folder")
-    parser.add_argument("--questions", type=int, default=1000, help="the first N dev questions (default: 1000)")
-    parser.add_argument("--start", help="the shipped-format folder the run started from, scored as step 0")
-    parser.add_argument("--title", default="", help="plot title")
-    parser.add_argument("--after", action="append", default=[], metavar="RUN",
-                        help="an earlier run this one continued (repeatable, oldest first): drawn before it")
-    parser.add_argument("--first_stage", type=int, default=1,
-                        help="the stage number of the first run in the combined curve's labels (default: 1)")
-    args = parser.parse_args(argv)
-    configure_cli_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
-    output_dir = Path(args.output_dir)
-    try:
-        earlier = [load_curve(Path(run)) for run in args.after]  # before the scoring: a missing curve fails fast
-        points = measure_curve(output_dir, args.questions, Path(args.start) if args.start else None)
-        if earlier:
-            points = chain_stages([*earlier, load_curve(output_dir)], args.first_stage)
-            (output_dir / "curve_all_stages.json").write_text(
-                json.dumps({"runs": [*args.after, str(output_dir)], "questions": args.questions,
-                            "points": points}, indent=2) + "\n", encoding="utf-8")
-    except (FileNotFoundError, ValueError) as error:
-        logger.error("%s", error)
-        return 2
-    plot_curve(points, args.questions, output_dir / "curve.png", args.title)
+    parser = DataclassArgumentParser(CurveFlags, prog="python -m cpu_inference_helpers.training.curve",
+                                     description=__doc__)
+    (flags,) = parser.parse_dataclasses(argv)
+    return parser.run(lambda: draw_curve(flags), log=TIMESTAMPED, errors=(FileNotFoundError, ValueError))
+
+
+def draw_curve(flags: CurveFlags) -> int:
+    """Score the run's new snapshots, chain the earlier runs before it, plot the curve and print its points."""
+    output_dir = Path(flags.output_dir)
+    earlier = [load_curve(Path(run)) for run in flags.after]  # before the scoring: a missing curve fails fast
+    points = measure_curve(output_dir, flags.questions, Path(flags.start) if flags.start else None)
+    if earlier:
+        points = chain_stages([*earlier, load_curve(output_dir)], flags.first_stage)
+        (output_dir / "curve_all_stages.json").write_text(
+            json.dumps({"runs": [*flags.after, str(output_dir)], "questions": flags.questions,
+                        "points": points}, indent=2) + "\n", encoding="utf-8")
+    plot_curve(points, flags.questions, output_dir / "curve.png", flags.title)
     for point in points:
         stage = f"  (stage {point['stage']})" if "stage" in point else ""
         print(f"step {point['step']:>6}  EM {point['exact_match']:6.2f}  F1 {point['f1']:6.2f}{stage}")

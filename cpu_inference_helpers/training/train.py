@@ -18,7 +18,6 @@ from it with the same batch order. At the end it writes the shippable weights to
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -26,6 +25,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from cpu_inference_helpers.infra.cli_logging import configure_cli_logging
+from cpu_inference_helpers.infra.cli import DataclassArgumentParser
+from cpu_inference_helpers.infra.cli_logging import TIMESTAMPED
 from cpu_inference_helpers.infra.output_files import atomic_file
 from cpu_inference_helpers.models import load_offline_tokenizer
 from cpu_inference_helpers.qa.data import load_squad_file, subset_dataset_path
@@ -61,24 +62,43 @@ SHARED_DATA = "../shared/data/"
 class TrainConfig:
     """The stated hyper-parameters of a fine-tuning run (all recorded in the manifest)."""
 
-    train_files: list[str]
-    output_dir: str
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    seed: int = 0
-    precision: str = "auto"
-    checkpoint_minutes: float = 5.0
-    max_examples: int | None = None
-    history_every: int = 50
-    init_from: str | None = None
-    snapshot_every: int | None = None
+    train_files: list[str] = field(metadata={"help": "SQuAD-format files (.json/.xz/.gz)"})
+    output_dir: str = field(metadata={
+        "default_text": "results/train",
+        "help": "where the checkpoint, the weights and the manifest go (default: %(default)s)"})
+    epochs: float = field(default=1.0, metadata={"help": "may be fractional"})
+    max_steps: int | None = field(default=None, metadata={"help": "overrides --epochs"})
+    batch_size: int = field(default=16, metadata={"help": "windows per optimizer step (default: %(default)s)"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW's peak learning rate (default: %(default)s)"})
+    warmup_ratio: float = field(default=0.06, metadata={
+        "help": "share of the steps with a linear warm-up (default: %(default)s)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW's weight decay (default: %(default)s)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (default: %(default)s)"})
+    max_seq_length: int = field(default=384, metadata={"help": "tokens per window (default: %(default)s)"})
+    doc_stride: int = field(default=128, metadata={
+        "help": "tokens shared by consecutive windows of a long context (default: %(default)s)"})
+    seed: int = field(default=0, metadata={"help": "seed of the QA head and the batch order (default: %(default)s)"})
+    precision: str = field(default="auto", metadata={
+        "choices": ["auto", "bf16", "fp32"],
+        "help": "autocast dtype; auto = bf16 where the CPU has native bf16 (default: %(default)s)"})
+    checkpoint_minutes: float = field(default=5.0, metadata={
+        "help": "write output_dir/checkpoint.pt this often (default: %(default)s)"})
+    max_examples: int | None = field(default=None, metadata={"help": "use only the first N questions (smoke tests)"})
+    history_every: int = field(default=50, metadata={"help": "record the loss every N steps in the manifest"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "start from the weights of a shipped-format folder (weights.safetensors + manifest.json, "
+                "hash-checked) instead of the base encoder with a random QA head"})
+    snapshot_every: int | None = field(default=None, metadata={
+        "help": "also keep the trainable weights every N steps under output_dir/snapshots/ (fp16)"})
+
+
+@dataclasses.dataclass
+class TrainFlags:
+    """What the command line does with the TrainConfig: train afresh, resume, or only export."""
+
+    resume: bool = field(default=False, metadata={"help": "continue from output_dir/checkpoint.pt"})
+    export_checkpoint: bool = field(default=False, metadata={
+        "help": "do not train: export output_dir/checkpoint.pt as it stands (e.g. a stopped run)"})
 
 
 def resolve_training_precision(requested: str) -> torch.dtype | None:
@@ -299,53 +319,26 @@ def export_saved_checkpoint(output_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig(train_files=[], output_dir="results/train")
-    parser = argparse.ArgumentParser(
-        prog="python -m cpu_inference_helpers.training.train", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--train_files", nargs="+", required=True, help="SQuAD-format files (.json/.xz/.gz)")
-    parser.add_argument("--output_dir", default=defaults.output_dir)
-    parser.add_argument("--epochs", type=float, default=defaults.epochs, help="may be fractional")
-    parser.add_argument("--max_steps", type=int, help="overrides --epochs")
-    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--warmup_ratio", type=float, default=defaults.warmup_ratio)
-    parser.add_argument("--weight_decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--max_grad_norm", type=float, default=defaults.max_grad_norm)
-    parser.add_argument("--max_seq_length", type=int, default=defaults.max_seq_length)
-    parser.add_argument("--doc_stride", type=int, default=defaults.doc_stride)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=defaults.precision,
-                        help="autocast dtype; auto = bf16 where the CPU has native bf16 (default: %(default)s)")
-    parser.add_argument("--checkpoint_minutes", type=float, default=defaults.checkpoint_minutes)
-    parser.add_argument("--max_examples", type=int, help="use only the first N questions (smoke tests)")
-    parser.add_argument("--history_every", type=int, default=defaults.history_every,
-                        help="record the loss every N steps in the manifest")
-    parser.add_argument("--init_from", help="start from the weights of a shipped-format folder (weights.safetensors "
-                        "+ manifest.json, hash-checked) instead of the base encoder with a random QA head")
-    parser.add_argument("--snapshot_every", type=int,
-                        help="also keep the trainable weights every N steps under output_dir/snapshots/ (fp16)")
-    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint.pt")
-    parser.add_argument("--export_checkpoint", action="store_true",
-                        help="do not train: export output_dir/checkpoint.pt as it stands (e.g. a stopped run)")
-    return parser
+def build_parser() -> DataclassArgumentParser:
+    """The training command line: one flag per TrainConfig field, and --resume / --export_checkpoint."""
+    return DataclassArgumentParser(TrainConfig, TrainFlags, prog="python -m cpu_inference_helpers.training.train",
+                                   description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cpu_inference_helpers.training.train`."""
-    args = build_parser().parse_args(argv)
-    configure_cli_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = {key: value for key, value in vars(args).items() if key not in ("resume", "export_checkpoint")}
-    try:
-        if args.export_checkpoint:
-            summary = export_saved_checkpoint(Path(args.output_dir))
-        else:
-            summary = train(TrainConfig(**options), resume=args.resume)
-    except (FileNotFoundError, ValueError, CheckpointIntegrityError) as error:
-        logger.error("%s", error)
-        return 2
+    parser = build_parser()
+    config, flags = parser.parse_dataclasses(argv)
+    return parser.run(lambda: train_or_export(config, flags), log=TIMESTAMPED,
+                      errors=(FileNotFoundError, ValueError, CheckpointIntegrityError))
+
+
+def train_or_export(config: TrainConfig, flags: TrainFlags) -> int:
+    """Train (or resume, or only export the checkpoint) and print the run's summary."""
+    if flags.export_checkpoint:
+        summary = export_saved_checkpoint(Path(config.output_dir))
+    else:
+        summary = train(config, resume=flags.resume)
     print(json.dumps(summary["training"], indent=2))
     return 0
 

@@ -1,0 +1,45 @@
+"""Pinning as PyTorch's launcher sees the machine: physical cores before SMT siblings, one NUMA node per instance."""
+
+import pytest
+
+from cpu_inference_helpers.infra.core_lists import core_lists, preferred_cpu_order
+
+# two nodes of two physical cores, each core with an SMT sibling (CPU n and n+4 share a core)
+TWO_NODES_SMT = """# CPU,Core,Socket,Node
+0,0,0,0
+1,1,0,0
+2,2,1,1
+3,3,1,1
+4,0,0,0
+5,1,0,0
+6,2,1,1
+7,3,1,1
+"""
+
+
+def test_physical_cores_come_before_their_siblings_per_node():
+    assert preferred_cpu_order(TWO_NODES_SMT, usable=list(range(8))) == [([0, 1], [4, 5]), ([2, 3], [6, 7])]
+
+
+def test_an_instance_stays_on_one_node_and_avoids_sharing_a_core():
+    assert core_lists(2, 2, TWO_NODES_SMT, usable=list(range(8))) == [[0, 1], [2, 3]]
+    assert core_lists(4, 1, TWO_NODES_SMT, usable=list(range(8))) == [[0], [1], [2], [3]]
+    assert core_lists(1, 4, TWO_NODES_SMT, usable=list(range(8))) == [[0, 1, 4, 5]]
+
+
+def test_only_the_usable_cpus_are_handed_out_and_too_many_are_refused():
+    assert core_lists(2, 1, TWO_NODES_SMT, usable=[2, 6, 7]) == [[2], [7]]
+    with pytest.raises(ValueError, match="need 4 CPUs; this process may use 3"):
+        core_lists(2, 2, TWO_NODES_SMT, usable=[2, 6, 7])
+
+
+def test_an_instance_too_big_for_one_node_spans_two():
+    assert sorted(core_lists(1, 6, TWO_NODES_SMT, usable=list(range(8)))[0]) == [0, 1, 2, 3, 4, 5]
+
+
+def test_this_machines_lists_are_disjoint_usable_cpus():
+    import os
+
+    usable = sorted(os.sched_getaffinity(0))
+    lists = core_lists(len(usable), 1)
+    assert sorted(cpu for cores in lists for cpu in cores) == usable

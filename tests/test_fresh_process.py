@@ -1,0 +1,95 @@
+"""The one way work runs elsewhere: a fresh interpreter, the environment and a launcher in force, one answer."""
+
+import os
+import time
+
+import pytest
+
+from cpu_inference_helpers.infra.fresh_process import FreshProcessError, run_in_fresh_process, start_fresh_process
+from cpu_inference_helpers.infra.process_barrier import BrokenBarrierError, FolderBarrier
+
+
+def test_the_return_value_comes_back_and_the_environment_change_is_in_force():
+    assert run_in_fresh_process(os.getenv, "FRESH_PROCESS_PROBE", env={"FRESH_PROCESS_PROBE": "set"}) == "set"
+    os.environ["FRESH_PROCESS_PROBE"] = "inherited"
+    try:
+        assert run_in_fresh_process(os.getenv, "FRESH_PROCESS_PROBE") == "inherited"
+        assert run_in_fresh_process(os.getenv, "FRESH_PROCESS_PROBE", env={"FRESH_PROCESS_PROBE": None}) is None
+    finally:
+        del os.environ["FRESH_PROCESS_PROBE"]
+
+
+def test_it_is_another_process_under_the_launcher_prefix():
+    assert run_in_fresh_process(os.getpid) != os.getpid()
+    assert run_in_fresh_process(os.getenv, "SET_BY_LAUNCHER", command_prefix=["env", "SET_BY_LAUNCHER=yes"]) == "yes"
+
+
+def test_the_childs_exception_comes_back_with_its_type_and_message():
+    with pytest.raises(FreshProcessError, match=r"builtins.int failed in its process: ValueError: invalid literal"):
+        run_in_fresh_process(int, "not a number")
+
+
+@pytest.mark.parametrize(("function", "args", "message"), [
+    (os._exit, (3,), r"died without answering \(exit status 3\)"),
+    (os.abort, (), r"died without answering \(killed by SIGABRT: out of memory, or a crash in native code\)"),
+])
+def test_a_child_that_dies_is_reported_with_its_exit_status(function, args, message):
+    with pytest.raises(FreshProcessError, match=message):
+        run_in_fresh_process(function, *args)
+
+
+def test_a_child_past_its_timeout_is_stopped():
+    started = time.perf_counter()
+    with pytest.raises(FreshProcessError, match="did not finish within 1 s; stopped it"):
+        run_in_fresh_process(time.sleep, 60, timeout=1)
+    assert time.perf_counter() - started < 30
+
+
+def test_a_function_the_child_cannot_import_is_refused_before_starting():
+    def local_function():
+        return 1
+
+    with pytest.raises(ValueError, match="module-level function of an importable module"):
+        start_fresh_process(local_function)
+
+
+def test_concurrent_children_meet_at_a_folder_barrier(tmp_path):
+    barrier = FolderBarrier(tmp_path, parties=2)
+    running = [start_fresh_process(_arrive, barrier, number) for number in range(2)]  # this test module imports
+    times = [process.result(timeout=120) for process in running]
+    assert abs(times[0] - times[1]) < 0.5  # they left together, the late one's start-up did not matter
+
+
+def test_an_aborted_barrier_breaks_every_waiter(tmp_path):
+    barrier = FolderBarrier(tmp_path, parties=2)
+    barrier.abort()
+    with pytest.raises(BrokenBarrierError, match="aborted"):
+        barrier.wait(member=0, timeout=5)
+    lonely = FolderBarrier(tmp_path / "other", parties=2)
+    lonely.folder.mkdir()
+    with pytest.raises(BrokenBarrierError, match="not every party arrived within 0.2 s"):
+        lonely.wait(member=0, timeout=0.2)
+
+
+def _arrive(barrier: FolderBarrier, member: int) -> float:
+    if member == 1:
+        time.sleep(1.0)  # arrives late
+    barrier.wait(member, timeout=60)
+    return time.time()
+
+
+def test_a_function_of_a_python_dash_m_main_runs_under_its_module_name(tmp_path):
+    """`python -m package.module` makes the module `__main__`; its functions and classes still travel to the child."""
+    import subprocess
+    import sys
+
+    (tmp_path / "probe_main.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from cpu_inference_helpers.infra.fresh_process import run_in_fresh_process\n"
+        "@dataclass\nclass Settings:\n    greeting: str\n"
+        "def where(settings):\n    return f'{settings.greeting} from {__name__}'\n"
+        "if __name__ == '__main__':\n    print(run_in_fresh_process(where, Settings('hello')))\n")
+    finished = subprocess.run([sys.executable, "-m", "probe_main"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "hello from probe_main"
