@@ -43,3 +43,19 @@ def test_this_machines_lists_are_disjoint_usable_cpus():
     usable = sorted(os.sched_getaffinity(0))
     lists = core_lists(len(usable), 1)
     assert sorted(cpu for cores in lists for cpu in cores) == usable
+
+
+def test_reading_the_topology_leaves_the_callers_logging_alone():
+    """torch's launcher module calls logging.basicConfig(level=INFO) when imported; a library must not."""
+    from cpu_inference_helpers.infra.fresh_process import run_in_fresh_process
+
+    handlers, level = run_in_fresh_process(_root_logger_after_reading_the_topology)  # a process never imported it
+    assert handlers == 0 and level == "WARNING"
+
+
+def _root_logger_after_reading_the_topology():
+    import logging
+
+    preferred_cpu_order()
+    root = logging.getLogger()
+    return len(root.handlers), logging.getLevelName(root.level)

@@ -15,6 +15,8 @@ FORBIDDEN = {
     # Ray's and Ray Data's console log lines ("2026-12-04 21:57:05,072\tINFO streaming_executor.py:215 -- ...")
     "Ray log line": re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(INFO|WARNING)\b", re.MULTILINE),
     "Ray session folder": re.compile(r"/tmp/ray/session_"),
+    "a log line formatted by some library's logging.basicConfig (the library must not configure logging)": re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ - [\w.]+ - (DEBUG|INFO|WARNING) - ", re.MULTILINE),
     "transformers loss-type chatter": re.compile(r"loss_type=None"),
     # (the guide's example commands write to /tmp/qa: that is an example, not this machine's path)
     "machine path": re.compile(r"/(root|home|work)/|/tmp/(tmp|pytest-)|site-packages"),

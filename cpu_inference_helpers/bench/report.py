@@ -10,7 +10,7 @@ from cpu_inference_helpers.bench.paths import REFERENCE
 from cpu_inference_helpers.bench.profiling import Profile
 from cpu_inference_helpers.bench.roofline import MatmulPeak
 from cpu_inference_helpers.bench.runner import PathResult, best_pytorch_paths
-from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.infra.plotting import pyplot, save_figure
 from cpu_inference_helpers.infra.tables import markdown_table, text_table
 
 AUTO_TOLERANCE = 1.05  # the auto choice must be within 5% of the best PyTorch path
@@ -156,7 +156,5 @@ def plot(
                    if any(_bar_color(r) == BAR_COLORS[key] for r in rows)]
         axis.legend(handles=axis.get_legend_handles_labels()[0] + colours, fontsize=8, loc="upper right")
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
     return drawn

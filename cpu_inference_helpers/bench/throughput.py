@@ -34,11 +34,12 @@ from pathlib import Path
 from cpu_inference_helpers.infra.cli import DataclassArgumentParser
 from cpu_inference_helpers.infra.cli_logging import PACKAGE_PROGRESS
 from cpu_inference_helpers.infra.core_lists import core_lists
+from cpu_inference_helpers.infra.errors import refuse_failed_checks
 from cpu_inference_helpers.infra.fresh_process import FreshProcessError, start_fresh_process
 from cpu_inference_helpers.infra.lists import comma_list
 from cpu_inference_helpers.infra.measurement import Measurement
 from cpu_inference_helpers.infra.output_files import staged_outputs
-from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.infra.plotting import pyplot, save_figure
 from cpu_inference_helpers.infra.process_barrier import FolderBarrier
 from cpu_inference_helpers.infra.tables import Table
 from cpu_inference_helpers.models import DEFAULT_MODEL
@@ -120,15 +121,13 @@ class ThroughputSettings:
     min_batches: int = field(default=3, metadata={"flag": False})
 
     def __post_init__(self) -> None:
-        problems = [message for failed, message in [
+        refuse_failed_checks([
             (not self.modes, "name at least one mode"),
             (not self.layouts, "name at least one layout"),
             (not self.batch_sizes or min(self.batch_sizes) < 1, "batch sizes must be at least 1"),
             (self.seq_len < 16, "the window length must be at least 16"),
             (self.seconds <= 0 or self.min_batches < 1, "seconds must be positive and min_batches at least 1"),
-        ] if failed]
-        if problems:
-            raise ValueError("; ".join(problems))
+        ])
 
 
 @dataclass
@@ -311,9 +310,7 @@ def plot_throughput(path: Path, rows: Sequence[ThroughputRow], title: str) -> bo
     axes[0][0].set_ylabel("aggregate samples/s")
     axes[0][0].legend(fontsize=8)
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
     return True
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 
+from cpu_inference_helpers.infra.log_levels import root_logging_kept
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,7 +31,8 @@ def preferred_cpu_order(lscpu_text: str | None = None, usable: list[int] | None 
     defaults to this process's affinity mask."""
     usable_set = set(_usable_cpus() if usable is None else usable)
     try:
-        from torch.backends.xeon.run_cpu import _CPUinfo
+        with root_logging_kept():  # the launcher's module calls logging.basicConfig when imported
+            from torch.backends.xeon.run_cpu import _CPUinfo
 
         info = _CPUinfo(test_input=lscpu_text or "")
         rows = [(int(cpu), int(core), int(node or 0)) for cpu, core, _socket, node in info.cpuinfo]

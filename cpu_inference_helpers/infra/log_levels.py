@@ -26,6 +26,24 @@ def logger_level(name: str, level: int = logging.ERROR) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def root_logging_kept() -> Iterator[None]:
+    """Undo, at the end of the block, what it did to the root logger: handlers added and the level set.
+
+    Some modules call `logging.basicConfig` when imported (torch's CPU launcher `torch.backends.xeon.run_cpu`,
+    IPEX 2.8), which would re-format and un-silence the caller's whole log output; import them inside this.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
+@contextlib.contextmanager
 def process_stderr_silenced() -> Iterator[None]:
     """Send what C++ code writes to the process's stderr (file descriptor 2) to /dev/null inside the block.
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +37,12 @@ def pyplot(what: str) -> ModuleType | None:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(figure: Any, path: str | Path, dpi: int = 110) -> None:
+    """Lay `figure` out, write it to `path` (the format from its suffix) and close it (its memory is freed)."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)

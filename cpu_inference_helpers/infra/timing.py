@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -42,13 +43,10 @@ class LatencyStats:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile with linear interpolation (numpy's default method)."""
+    """The q-th percentile with linear interpolation (`numpy.percentile`'s default method)."""
     if not values:
         raise ValueError("percentile of an empty sequence")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return float(np.percentile(values, q))
 
 
 def time_call(fn: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> tuple[Any, float]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from cpu_inference_helpers.infra.cli import DataclassArgumentParser
 from cpu_inference_helpers.infra.cli_logging import MESSAGES_ONLY
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.infra.output_files import atomic_file
 
 logger = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def load_hub_dataset(name: str, config: str | None = None, split: str = "validat
         dataset = datasets.load_dataset(name, config, split=split)
     except Exception as error:  # connection, offline mode, missing split: all mean "not available here"
         raise RuntimeError(
-            f"could not load the dataset {name!r} ({type(error).__name__}: {error}). Without Hub access, pass "
+            f"could not load the dataset {name!r} ({error_summary(error)}). Without Hub access, pass "
             "--validation_file with a SQuAD JSON file, or omit both to use the packaged offline subset"
         ) from error
     return parse_squad(list(dataset), f"{name}[{split}]")

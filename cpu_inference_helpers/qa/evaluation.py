@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cpu_inference_helpers.infra.batching import fixed_size_batches
+from cpu_inference_helpers.infra.errors import failed_checks
 from cpu_inference_helpers.infra.output_files import OutputWriteError, StagedFiles, prepare_output_dir, staged_outputs
 from cpu_inference_helpers.models import DEFAULT_MODEL, REFERENCE_CHECKPOINT, load_qa_model_and_tokenizer
 from cpu_inference_helpers.modes import ModeSpec, parse_mode_list
@@ -115,7 +116,7 @@ class EvaluationSettings:
             (self.calibration_windows < 1, "--calibration_windows must be at least 1"),
             (not self.modes, "--modes names no mode"),
         ]
-        return [message for failed, message in checks if failed]
+        return failed_checks(checks)
 
 
 @dataclass

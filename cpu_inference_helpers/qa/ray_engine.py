@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cpu_inference_helpers.infra.errors import error_summary
+from cpu_inference_helpers.infra.errors import error_summary, refuse_failed_checks
 from cpu_inference_helpers.infra.log_levels import logger_level
 from cpu_inference_helpers.infra.measurement import Measurement
 from cpu_inference_helpers.infra.ray_cluster import (
@@ -68,15 +68,13 @@ class RayEngine:
     predictor: type[QAPredictor] | None = None  # None: QAPredictor; a subclass changes what the workers do
 
     def __post_init__(self) -> None:
-        problems = [message for failed, message in [
+        refuse_failed_checks([
             (self.workers < 1, "--workers must be at least 1"),
             (self.threads_per_worker < 1, "--threads_per_worker must be at least 1"),
             (self.questions_per_task < 1, "--questions_per_task must be at least 1"),
             (self.max_restarts < 0, "max_restarts must be at least 0"),
             (self.object_store_mb < 80, "the object store needs at least 80 MB (Ray's minimum is 75 MiB)"),
-        ] if failed]
-        if problems:
-            raise ValueError("; ".join(problems))
+        ])
 
 
 def _to_numpy(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.infra.plotting import pyplot, save_figure
 from cpu_inference_helpers.infra.tables import Table
 from cpu_inference_helpers.qa.comparison import ModeResult
 
@@ -127,7 +127,5 @@ def plot_results(path: Path, results: Sequence[ModeResult], title: str) -> bool:
     drift_axis.set_title("Per-batch latency over the run")
     drift_axis.legend(fontsize=8, loc="upper right")
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
     return True

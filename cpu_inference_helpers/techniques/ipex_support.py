@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from cpu_inference_helpers.infra.errors import error_summary
+from cpu_inference_helpers.infra.log_levels import root_logging_kept
 from cpu_inference_helpers.infra.versions import installed_version
 from cpu_inference_helpers.record import Built, Step
 from cpu_inference_helpers.techniques.dtypes import as_dtype, precision_name
@@ -91,20 +92,17 @@ def _import_ipex() -> tuple[ModuleType | None, IpexStatus]:
         mismatch = check_version_compatibility(version, torch.__version__)
         if mismatch:
             return None, IpexStatus(False, version, mismatch)
-    root_handlers = list(logging.getLogger().handlers)
-    try:
-        with warnings.catch_warnings(), _import_chatter_captured():
+    try:  # IPEX calls logging.basicConfig when imported: root_logging_kept undoes it
+        with warnings.catch_warnings(), _import_chatter_captured(), root_logging_kept():
             warnings.simplefilter("ignore")
             module = importlib.import_module(IPEX_MODULE)
     except (Exception, SystemExit) as error:  # IPEX may raise anything, or exit, while importing
         return None, IpexStatus(
             False,
             version,
-            f"import failed with {type(error).__name__}: {error} "
+            f"import failed with {error_summary(error)} "
             "(IPEX 2.8 needs torch 2.8.x and transformers<5)",
         )
-    finally:
-        _remove_handlers_added_since(root_handlers)
     return module, IpexStatus(True, getattr(module, "__version__", version))
 
 
@@ -166,14 +164,6 @@ def _stream_handlers() -> list[logging.StreamHandler]:
         for handler in getattr(logger_object, "handlers", [])
         if isinstance(handler, logging.StreamHandler) and not isinstance(type(handler).__dict__.get("stream"), property)
     ]
-
-
-def _remove_handlers_added_since(previous: list[logging.Handler]) -> None:
-    """Undo IPEX's import-time `logging.basicConfig`, which would re-format the user's whole log output."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if handler not in previous:
-            root.removeHandler(handler)
 
 
 @lru_cache(maxsize=1)

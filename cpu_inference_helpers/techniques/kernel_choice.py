@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.infra.timing import interleaved_latency
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities
 from cpu_inference_helpers.techniques.compiling import FreezingCompiled
@@ -104,7 +105,7 @@ def measure_fp32_kernels(hidden_size: int, intermediate_size: int, tokens: int, 
                 candidates[name] = torch.jit.freeze(torch.jit.trace(optimized.model, example_kwarg_inputs=inputs))
             stats = interleaved_latency(candidates, inputs, warmup=3, repeats=repeats)
     except Exception as error:  # noqa: BLE001 - tracing or IPEX's kernels failing: the vendor rule then decides
-        logger.info("could not measure IPEX's fp32 kernels: %s: %s", type(error).__name__, error)
+        logger.info("could not measure IPEX's fp32 kernels: %s", error_summary(error))
         return None
     return KernelTiming(1000 * stats["oneDNN"].median, 1000 * stats["MKL"].median, hidden_size,
                         intermediate_size, tokens)
@@ -199,7 +200,7 @@ def measure_compile_shapes(hidden_size: int, intermediate_size: int, tokens: int
                                                     freezing=True)
             stats = interleaved_latency(candidates, inputs, warmup=3, repeats=repeats)
     except Exception as error:  # noqa: BLE001 - compilers fail in many types; the static default then stands
-        logger.info("could not measure torch.compile's fp32 shapes: %s: %s", type(error).__name__, error)
+        logger.info("could not measure torch.compile's fp32 shapes: %s", error_summary(error))
         return None
     return CompileShapeTiming(1000 * stats["static"].median, 1000 * stats["dynamic"].median, hidden_size,
                               intermediate_size, tokens)

@@ -28,7 +28,8 @@ from safetensors.torch import load_file
 
 from cpu_inference_helpers.infra.cli import DataclassArgumentParser
 from cpu_inference_helpers.infra.cli_logging import TIMESTAMPED
-from cpu_inference_helpers.infra.plotting import pyplot
+from cpu_inference_helpers.infra.output_files import atomic_file
+from cpu_inference_helpers.infra.plotting import pyplot, save_figure
 from cpu_inference_helpers.models import load_offline_tokenizer
 from cpu_inference_helpers.qa.data import default_dataset_path, load_squad_file
 from cpu_inference_helpers.qa.predict import score_model
@@ -85,7 +86,8 @@ def measure_curve(output_dir: Path, questions: int = 1000, start: Path | None = 
             logger.info("step %d: EM %.2f F1 %.2f", step, metrics["exact_match"], metrics["f1"])
         points.append(known[step])
     payload = {"dev_file": default_dataset_path().name, "questions": len(examples), "points": points}
-    curve_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    with atomic_file(curve_path) as partial:  # an interrupted scoring keeps the previous curve, never half of one
+        partial.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return points
 
 
@@ -144,9 +146,7 @@ def plot_curve(points: list[dict[str, Any]], questions: int, path: Path, title: 
     axes.legend()
     if title:
         axes.set_title(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
     return path
 
 
@@ -181,9 +181,9 @@ def draw_curve(flags: CurveFlags) -> int:
     points = measure_curve(output_dir, flags.questions, Path(flags.start) if flags.start else None)
     if earlier:
         points = chain_stages([*earlier, load_curve(output_dir)], flags.first_stage)
-        (output_dir / "curve_all_stages.json").write_text(
-            json.dumps({"runs": [*flags.after, str(output_dir)], "questions": flags.questions,
-                        "points": points}, indent=2) + "\n", encoding="utf-8")
+        with atomic_file(output_dir / "curve_all_stages.json") as partial:
+            partial.write_text(json.dumps({"runs": [*flags.after, str(output_dir)], "questions": flags.questions,
+                                           "points": points}, indent=2) + "\n", encoding="utf-8")
     plot_curve(points, flags.questions, output_dir / "curve.png", flags.title)
     for point in points:
         stage = f"  (stage {point['stage']})" if "stage" in point else ""

@@ -55,5 +55,6 @@ def export_shipped_weights(model: BertForQuestionAnswering, folder: Path, metada
         "config": model.config.to_diff_dict(),
         **metadata,
     }
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    with atomic_file(folder / MANIFEST_FILE) as partial:
+        partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return weights_path

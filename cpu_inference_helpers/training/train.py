@@ -128,7 +128,8 @@ def record_reference_scores(folder: Path) -> dict[str, float]:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["subset40_exact_match"] = round(metrics["exact_match"], 2)
     manifest["subset40_f1"] = round(metrics["f1"], 2)
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    with atomic_file(manifest_path) as partial:  # the manifest is the checkpoint's contract: never half-written
+        partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return metrics
 
 
