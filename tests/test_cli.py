@@ -185,3 +185,14 @@ def test_every_flag_of_the_ported_mains_has_help(module, capsys):
     for line in options:  # "  --flag VALUE   help" or the help on the next line
         following = lines[lines.index(line) + 1]
         assert len(line.split("  ")) > 2 or following.startswith(" " * 10), line
+
+
+@dataclass
+class Repeated:
+    runs: list[str] = field(default_factory=lambda: ["baseline"], metadata={"repeatable": True, "help": "a run"})
+
+
+def test_a_repeatable_flag_replaces_its_default_instead_of_adding_to_it():
+    parser = DataclassArgumentParser(Repeated, prog="toy")
+    assert parser.parse_dataclasses([]) == (Repeated(["baseline"]),)
+    assert parser.parse_dataclasses(["--runs", "x", "--runs", "y"]) == (Repeated(["x", "y"]),)

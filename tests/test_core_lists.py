@@ -37,6 +37,15 @@ def test_an_instance_too_big_for_one_node_spans_two():
     assert sorted(core_lists(1, 6, TWO_NODES_SMT, usable=list(range(8)))[0]) == [0, 1, 2, 3, 4, 5]
 
 
+def test_machines_without_numa_information_and_with_many_nodes_are_read_right():
+    # CPUs 0 and 2 share core 0 and CPUs 1 and 3 share core 1; the Node column is empty (common in VMs)
+    no_numa = "# CPU,Core,Socket,Node\n0,0,0,\n1,1,0,\n2,0,0,\n3,1,0,\n"
+    assert core_lists(2, 1, no_numa, usable=[0, 1, 2, 3]) == [[0], [1]]
+    assert core_lists(1, 2, no_numa, usable=[0, 1, 2, 3]) == [[0, 1]]  # two cores, not two siblings
+    twelve_nodes = "".join(f"{node},{node},0,{node}\n" for node in range(12))
+    assert preferred_cpu_order(twelve_nodes, usable=list(range(12)))[11] == ([11], [])
+
+
 def test_this_machines_lists_are_disjoint_usable_cpus():
     import os
 

@@ -88,8 +88,46 @@ def test_a_function_of_a_python_dash_m_main_runs_under_its_module_name(tmp_path)
         "from cpu_inference_helpers.infra.fresh_process import run_in_fresh_process\n"
         "@dataclass\nclass Settings:\n    greeting: str\n"
         "def where(settings):\n    return f'{settings.greeting} from {__name__}'\n"
-        "if __name__ == '__main__':\n    print(run_in_fresh_process(where, Settings('hello')))\n")
+        "def echo(settings):\n    return settings\n"
+        "if __name__ == '__main__':\n    print(run_in_fresh_process(where, Settings('hello')))\n"
+        "    print(isinstance(run_in_fresh_process(echo, Settings('back')), Settings))\n")
     finished = subprocess.run([sys.executable, "-m", "probe_main"], cwd=tmp_path, capture_output=True, text=True,
                               timeout=120, check=False)
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.strip() == "hello from probe_main"
+    assert finished.stdout.split() == ["hello", "from", "probe_main", "True"]  # its own classes come back as such
+
+
+def test_a_module_beside_a_notebook_or_the_repl_is_importable_in_the_child(tmp_path):
+    """Jupyter, the REPL and `python -c` put the working folder on sys.path as ""; the child must see it too."""
+    import subprocess
+    import sys
+
+    (tmp_path / "beside.py").write_text("def answer():\n    return 42\n")
+    code = "import beside\nfrom cpu_inference_helpers.infra.fresh_process import run_in_fresh_process\n" \
+           "print(run_in_fresh_process(beside.answer))\n"
+    finished = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "42"
+
+
+def test_the_answer_is_kept_and_an_interrupt_stops_the_child():
+    import signal
+
+    process = start_fresh_process(os.getpid)
+    assert process.result(timeout=60) == process.result() == process.pid
+
+    sleeper = start_fresh_process(time.sleep, 60)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sleeper.result(timeout=60)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not sleeper.running()

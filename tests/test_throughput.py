@@ -76,3 +76,16 @@ def test_the_command_line_writes_its_files_and_refuses_bad_layouts(tmp_path, cap
     with pytest.raises(SystemExit):
         throughput.main([*argv[:-2], "--layouts", f"{usable_cpu_count() + 1}x1"])
     assert "more than the" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_instances(tmp_path):
+    """As `make throughput` runs it: the instances' answers (classes of the `__main__` module) come back whole."""
+    import subprocess
+    import sys
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "cpu_inference_helpers.bench.throughput", "--model_name_or_path", "random-bert-tiny",
+         "--modes", "eager", "--layouts", "1x1", "--batch_sizes", "1", "--seq_len", "32", "--seconds", "0.2",
+         "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=600, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "throughput.json").read_text())["rows"][0]["layout"] == "1x1"

@@ -28,6 +28,9 @@ from cpu_inference_helpers.infra.lists import comma_list
 
 logger = logging.getLogger("cpu_inference_helpers.bench.cold_start")
 
+#: How long one fresh process (a row, or building the saved files) may take before it is stopped.
+ROW_TIMEOUT_S = 1800.0
+
 #: Python rows: id -> (what the table calls it, how the process gets its model, the mode or the saved file).
 PYTHON_ROWS = {
     "eager": ("eager", "prepare", "eager"),
@@ -105,13 +108,13 @@ def _run_fresh_row(settings: ColdStartSettings, files: Path, row: str) -> ColdSt
 
     # a fresh process, not this one's state: only the environment travels (threads: OMP_NUM_THREADS, affinity)
     try:
-        return run_in_fresh_process(_fresh_row, settings, str(files), row, time.time())
+        return run_in_fresh_process(_fresh_row, settings, str(files), row, time.time(), timeout=ROW_TIMEOUT_S)
     except FreshProcessError as error:
         raise RuntimeError(f"the {row} process failed: {error}") from error
 
 
 def _build_files(settings: ColdStartSettings, files: Path) -> None:
-    """The saved TorchScript file and AOTInductor package, built in this (parent) process."""
+    """The saved TorchScript file and AOTInductor package (run in a fresh process of its own)."""
     from cpu_inference_helpers.deployment import save_prepared
     from cpu_inference_helpers.models import load_qa_model_and_tokenizer
     from cpu_inference_helpers.optimize import prepare_for_inference
@@ -188,7 +191,12 @@ def measure_cold_start(settings: ColdStartSettings, work_dir: str | Path, rows: 
     files = Path(work_dir) / "files"
     files.mkdir(parents=True, exist_ok=True)
     logger.info("building the saved TorchScript file and AOTInductor package in %s", files)
-    _build_files(settings, files)
+    from cpu_inference_helpers.infra.fresh_process import FreshProcessError, run_in_fresh_process
+
+    try:  # in a process of its own, as a deployment builds them: this one stays as cold as it was
+        run_in_fresh_process(_build_files, settings, files, timeout=ROW_TIMEOUT_S)
+    except FreshProcessError as error:
+        raise RuntimeError(f"building the saved files failed: {error}") from error
     results = []
     python_rows = [row for row in wanted if row in PYTHON_ROWS]
     for row in tqdm(python_rows, desc="fresh processes", disable=not progress):

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: Windows the int8 paths calibrate on per shape (speed is what the benchmark measures; `make qa` judges accuracy).
 BENCH_CALIBRATION_WINDOWS = 16
+#: How long one shape's timing group may take in its process (preparing ~13 paths at seq 384, batch 8 takes minutes).
+GROUP_TIMEOUT_S = 3600.0
 
 
 @dataclass
@@ -233,8 +235,10 @@ def _run_group_in_subprocess(
     repeats: int, threads: int, profile: bool,
 ) -> list[PathResult]:
     try:
-        return run_in_fresh_process(_bench_shape_here, model_name, specs, shape, peaks, repeats, threads, profile)
+        return run_in_fresh_process(_bench_shape_here, model_name, specs, shape, peaks, repeats, threads, profile,
+                                    timeout=GROUP_TIMEOUT_S)
     except FreshProcessError as error:
-        reason = f"the benchmark process for this shape failed ({error}): out of memory? try fewer --paths"
+        hint = ": out of memory? try fewer --paths" if "killed by" in str(error) else ""
+        reason = f"the benchmark process for this shape failed ({error}){hint}"
         logger.error("seq %d, batch %d: %s", *shape, reason)
         return [PathResult(spec.name, spec.family, spec.precision, *shape, skipped=reason) for spec in specs]

@@ -24,6 +24,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from cpu_inference_helpers.infra.cli import DataclassArgumentParser
 from cpu_inference_helpers.infra.cli_logging import PACKAGE_PROGRESS
 from cpu_inference_helpers.infra.core_lists import core_lists
 from cpu_inference_helpers.infra.errors import refuse_failed_checks
-from cpu_inference_helpers.infra.fresh_process import FreshProcessError, start_fresh_process
+from cpu_inference_helpers.infra.fresh_process import FreshProcess, FreshProcessError, start_fresh_process
 from cpu_inference_helpers.infra.lists import comma_list
 from cpu_inference_helpers.infra.measurement import Measurement
 from cpu_inference_helpers.infra.output_files import staged_outputs
@@ -220,6 +221,27 @@ def _instance(settings: ThroughputSettings, layout: Layout, number: int, cores: 
         raise
 
 
+def _pinned_from_the_start(cores: list[int]) -> list[str]:
+    """`taskset -c CORES` where it exists: the instance is pinned before Python and OpenMP start (OpenMP reads
+    the affinity mask once, when torch loads it); without it the instance pins itself, a little later."""
+    return ["taskset", "-c", ",".join(map(str, cores))] if shutil.which("taskset") else []
+
+
+def _wait_for_all(processes: list[FreshProcess], barrier: FolderBarrier, timeout: float) -> None:
+    """Wait until every instance has exited; one that dies without answering (a signal, the OOM killer) breaks
+    the barrier at once, so the others stop waiting for it instead of waiting out their set-up timeout."""
+    deadline = time.monotonic() + timeout
+    while any(process.running() for process in processes):
+        if time.monotonic() > deadline:
+            barrier.abort()
+            for process in processes:
+                process.kill()
+            raise RuntimeError(f"the instances did not finish within {timeout:.0f} s; stopped them")
+        if any(process.died_hard() for process in processes):
+            barrier.abort()
+        time.sleep(0.2)
+
+
 def measure_layout(settings: ThroughputSettings, layout: Layout) -> list[ThroughputRow]:
     """Run every mode and batch size as `layout.instances` pinned processes; one row per (mode, batch size)."""
     try:  # physical cores before SMT siblings, one NUMA node per instance where it fits (PyTorch's launcher's view)
@@ -229,19 +251,28 @@ def measure_layout(settings: ThroughputSettings, layout: Layout) -> list[Through
     timeout = SETUP_TIMEOUT_S + len(settings.modes) * len(settings.batch_sizes) * (settings.seconds * 10 + 60)
     with tempfile.TemporaryDirectory(prefix="throughput-barrier-") as folder:
         barrier = FolderBarrier(Path(folder), layout.instances)
-        processes = [start_fresh_process(_instance, settings, layout, number, cores, barrier)
+        processes = [start_fresh_process(_instance, settings, layout, number, cores, barrier,
+                                         command_prefix=_pinned_from_the_start(cores))
                      for number, cores in enumerate(pinned)]
-        answers: list[_InstanceRun | FreshProcessError] = []
-        for process in processes:
+        try:
             try:
-                answers.append(process.result(timeout=timeout))
-            except FreshProcessError as error:
-                answers.append(error)
+                _wait_for_all(processes, barrier, timeout)
+            except RuntimeError as error:
+                raise RuntimeError(f"layout {layout.name}: {error}") from None
+            answers: list[_InstanceRun | FreshProcessError] = []
+            for process in processes:
+                try:
+                    answers.append(process.result(timeout=0))
+                except FreshProcessError as error:
+                    answers.append(error)
+        finally:  # an interrupt, or a failure: no instance runs on
+            for process in processes:
+                process.kill()
     failures = [(number, error) for number, error in enumerate(answers) if isinstance(error, FreshProcessError)]
     if failures:  # the first cause, not the instances that only saw the barrier break
         number, error = next(((n, e) for n, e in failures if "BrokenBarrierError" not in str(e)), failures[0])
         raise RuntimeError(f"layout {layout.name}, instance {number}: {error}")
-    runs = [answer for answer in answers if isinstance(answer, _InstanceRun)]  # all of them: nothing failed
+    runs = [answer for answer in answers if not isinstance(answer, FreshProcessError)]  # all of them
     wrong = [number for number, run in enumerate(runs) if run.threads != layout.threads]
     if wrong:
         raise RuntimeError(f"layout {layout.name}: instance(s) {wrong} did not run {layout.threads} threads")

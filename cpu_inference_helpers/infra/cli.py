@@ -117,6 +117,8 @@ def argument_options(field: dataclasses.Field, annotation: Any) -> dict[str, Any
         raise TypeError(f"{field.name}: no flag for type {value_type!r}: give a 'parse' function in its metadata")
     if "default_text" in meta:
         default = meta["default_text"]() if callable(meta["default_text"]) else meta["default_text"]
+    if options.get("action") == "append" and default is not dataclasses.MISSING:
+        default = None  # argparse appends to a given default; `build` puts the field's own default back
     if default is dataclasses.MISSING:
         options["required"] = True
     else:
@@ -190,7 +192,8 @@ class DataclassArgumentParser(argparse.ArgumentParser):
     def build(self, dataclass_type: type[Settings], namespace: argparse.Namespace, **overrides: Any) -> Settings:
         """`dataclass_type` from the parsed flags (and `overrides`); its ValueError becomes a usage error (exit 2)."""
         values = {field.name: getattr(namespace, field.name) for field in dataclasses.fields(dataclass_type)
-                  if field.init and field.name not in overrides and hasattr(namespace, field.name)}
+                  if field.init and field.name not in overrides and hasattr(namespace, field.name)
+                  and not (field.metadata.get("repeatable") and getattr(namespace, field.name) is None)}
         with self.usage_errors():
             return dataclass_type(**values, **overrides)
 

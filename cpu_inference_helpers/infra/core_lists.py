@@ -1,27 +1,41 @@
-"""Which cores each of N pinned instances gets: PyTorch's launcher's view of the machine, not a plain range.
+"""Which cores each of N pinned instances gets: the machine's topology, as PyTorch's launcher reads it.
 
     core_lists(instances=2, threads=4)  # -> [[0, 1, 2, 3], [4, 5, 6, 7]] on one 8-core node
 
-`python -m torch.backends.xeon.run_cpu` reads the topology from `lscpu --parse=CPU,Core,Socket,Node`
-(its `_CPUinfo`): which logical CPUs are SMT siblings of one physical core, and which NUMA node each is
-on. Here, as there, an instance takes one logical CPU per physical core before any sibling (two threads
-on one core share its execution units), and stays on one NUMA node when it fits (its memory stays
-local). Only the CPUs this process may use (its affinity mask) are handed out. Where the topology cannot
-be read (no `lscpu`, a torch without the launcher), the usable CPUs are split in order, with a log line.
+`python -m torch.backends.xeon.run_cpu` reads the topology from `lscpu --parse=CPU,Core,Socket,Node`:
+which logical CPUs are SMT siblings of one physical core, and which NUMA node each is on. The same
+output is read here (not through the launcher's `_CPUinfo`, which configures the root logger when
+imported, fails on the empty Node column of machines without NUMA information and truncates node ids
+of 10 and up). As the launcher does, an instance takes one logical CPU per physical core before any
+sibling (two threads on one core share its execution units) and stays on one NUMA node when it fits
+(its memory stays local). Only the CPUs this process may use (its affinity mask) are handed out.
+Where the topology cannot be read (no `lscpu`), the usable CPUs are split in order, with a log line.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-
-from cpu_inference_helpers.infra.log_levels import root_logging_kept
+import subprocess
 
 logger = logging.getLogger(__name__)
 
 
 def _usable_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def _parse_lscpu(text: str) -> list[tuple[int, int, int]]:
+    """(cpu, core, node) per line of `lscpu --parse=CPU,Core,Socket,Node`; an empty Node column means node 0."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        cpu, core, _socket, node = (line.split(",") + ["", "", ""])[:4]
+        rows.append((int(cpu), int(core), int(node) if node.strip() else 0))
+    if not rows:
+        raise ValueError("lscpu listed no CPU")
+    return rows
 
 
 def preferred_cpu_order(lscpu_text: str | None = None, usable: list[int] | None = None
@@ -31,12 +45,10 @@ def preferred_cpu_order(lscpu_text: str | None = None, usable: list[int] | None 
     defaults to this process's affinity mask."""
     usable_set = set(_usable_cpus() if usable is None else usable)
     try:
-        with root_logging_kept():  # the launcher's module calls logging.basicConfig when imported
-            from torch.backends.xeon.run_cpu import _CPUinfo
-
-        info = _CPUinfo(test_input=lscpu_text or "")
-        rows = [(int(cpu), int(core), int(node or 0)) for cpu, core, _socket, node in info.cpuinfo]
-    except Exception as error:  # noqa: BLE001 - no lscpu, or a torch without the launcher: split in order
+        text = lscpu_text if lscpu_text is not None else subprocess.run(
+            ["lscpu", "--parse=CPU,Core,Socket,Node"], capture_output=True, text=True, check=True, timeout=30).stdout
+        rows = _parse_lscpu(text)
+    except (OSError, subprocess.SubprocessError, ValueError) as error:
         logger.info("CPU topology unavailable (%s): instances get the usable CPUs in order", error)
         return [(sorted(usable_set), [])]
     order = []

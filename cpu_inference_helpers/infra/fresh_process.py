@@ -47,18 +47,21 @@ class FreshProcess:
     def __init__(self, function: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any],
                  env: Mapping[str, str | None] | None, command_prefix: Sequence[str]) -> None:
         main_module = _main_module_name()  # `python -m package.module`: the child finds `__main__`'s names there
-        if ((getattr(function, "__module__", "__main__") == "__main__" and main_module is None)
-                or "<locals>" in function.__qualname__):
-            raise ValueError(f"{function.__qualname__} must be a module-level function of an importable module "
-                             "to run in a fresh process (a notebook's or script's own functions are not importable "
-                             "there): move it into a .py file")
-        self.description = f"{function.__module__}.{function.__qualname__}"
+        self._main_module = main_module
+        name = getattr(function, "__qualname__", repr(function))
+        if (getattr(function, "__module__", "__main__") == "__main__" and main_module is None) or "<locals>" in name:
+            raise ValueError(f"{name} must be a module-level function of an importable module to run in a fresh "
+                             "process (a notebook's or script's own functions are not importable there): move it "
+                             "into a .py file")
+        self.description = f"{getattr(function, '__module__', '?')}.{name}"
+        self._outcome: tuple[str, Any] | None = None  # ("ok", value) or ("error", FreshProcessError), once known
         self._folder = tempfile.TemporaryDirectory(prefix="fresh-process-")
         folder = Path(self._folder.name)
         self._request, self._answer, self._stderr_path = folder / "request", folder / "answer", folder / "stderr"
         self._request.write_bytes(pickle.dumps((main_module, pickle.dumps((function, tuple(args), dict(kwargs))))))
         # what this process can import, the child can (a notebook's folder, a test folder); then the caller's env
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+        # ("" is the working folder: a notebook's or the REPL's own modules are found there)
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(path) for path in sys.path)}
         for name, value in (env or {}).items():
             if value is None:
                 environment.pop(name, None)
@@ -89,27 +92,47 @@ class FreshProcess:
         """Wait for the child (at most `timeout` seconds, then kill it) and return what the function returned.
 
         Raises `FreshProcessError` with the child's exception, or with its exit status and stderr when it died.
+        An interrupt (Ctrl-C, a notebook's stop button) while waiting stops the child too. Asking again gives
+        the same answer.
         """
+        if self._outcome is None:
+            self._outcome = self._wait_for_answer(timeout)
+        status, value = self._outcome
+        if status == "error":
+            raise value
+        return value
+
+    def _wait_for_answer(self, timeout: float | None) -> tuple[str, Any]:
         try:
-            try:
-                self._process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise FreshProcessError(f"{self.description} did not finish within {timeout:g} s; stopped it. "
-                                        f"{self._stderr_tail()}".strip()) from None
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return "error", FreshProcessError(f"{self.description} did not finish within {timeout:g} s; stopped "
+                                              f"it. {self._stderr_tail()}".strip())
+        except BaseException:  # an interrupt: the child must not run on, holding its cores and memory
+            self.kill()
+            self._folder.cleanup()
+            raise
+        try:
             if not self._answer.exists():
-                raise FreshProcessError(f"{self.description} died without answering ({self._exit_status()}). "
-                                        f"{self._stderr_tail()}".strip())
-            status, value, details = pickle.loads(self._answer.read_bytes())
+                return "error", FreshProcessError(f"{self.description} died without answering "
+                                                  f"({self._exit_status()}). {self._stderr_tail()}".strip())
+            status, value, details = _MainAliasUnpickler(io.BytesIO(self._answer.read_bytes()), self._main_module,
+                                                         to_main=True).load()
             captured = self._stderr_path.read_text(errors="replace").strip()
             if captured:
                 logger.debug("stderr of %s (pid %d):\n%s", self.description, self.pid, captured)
             if status == "error":
                 logger.debug("traceback in %s:\n%s", self.description, details)
-                raise FreshProcessError(f"{self.description} failed in its process: {value}")
-            return value
+                return "error", FreshProcessError(f"{self.description} failed in its process: {value}")
+            return "ok", value
         finally:
             self._folder.cleanup()
+
+    def died_hard(self) -> bool:
+        """Whether the child has exited without being able to answer (killed by a signal, or a non-zero exit)."""
+        code = self._process.poll()
+        return code is not None and code != 0
 
     def _exit_status(self) -> str:
         code = self._process.returncode
@@ -150,15 +173,20 @@ def _main_module_name() -> str | None:
 
 
 class _MainAliasUnpickler(pickle.Unpickler):
-    """Finds the parent's `__main__` names in the module it was run as (`python -m package.module`)."""
+    """Unpickles across a `python -m package.module` parent: the child finds the parent's `__main__` names in
+    `package.module`; with `to_main`, the parent finds the child's `package.module` names in its own `__main__`
+    (the same classes, so `isinstance` holds)."""
 
-    def __init__(self, data: io.BytesIO, main_module: str | None) -> None:
+    def __init__(self, data: io.BytesIO, main_module: str | None, to_main: bool = False) -> None:
         super().__init__(data)
-        self.main_module = main_module
+        self.main_module, self.to_main = main_module, to_main
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "__main__" and self.main_module:
-            module = self.main_module
+        if self.main_module:
+            if not self.to_main and module == "__main__":
+                module = self.main_module
+            elif self.to_main and module == self.main_module:
+                module = "__main__"
         return super().find_class(module, name)
 
 
@@ -179,5 +207,6 @@ def _serve(request: Path, answer: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.pop(0)  # this file's folder: its modules must not shadow others (PYTHONPATH has the parent's path)
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        sys.path.pop(0)  # this file's folder: its modules must not shadow others (PYTHONPATH has the parent's path)
     _serve(Path(sys.argv[1]), Path(sys.argv[2]))

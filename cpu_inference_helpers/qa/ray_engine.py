@@ -130,7 +130,7 @@ class QAPredictor:
                                                                       batch["title"], strict=True)]
         features = prepare_validation_features(examples, self.tokenizer, self.max_seq_length, self.doc_stride,
                                                self.model_max_positions)
-        started = time.time()  # the wall clock, comparable across the workers of one host
+        started = time.time()  # the wall clock: comparable across workers (across hosts, with NTP-synced clocks)
         timed = run_interleaved(self.runs, features.inputs, self.batch_size, progress=False)
         ended = time.time()
         windows_of = {example.id: [] for example in examples}
