@@ -43,6 +43,8 @@ class _MustNotRun(torch.nn.Module):
     ("auto", "fp32", "calibration", []),
     ("jit", "int8", "smooth_quant_alpha", 0.5),
     ("compile", "int8", "smooth_quant_alpha", 0.5),
+    ("export", "int8", "calibration", []),
+    ("compile", "int8", "calibration", []),
     ("auto", "bf16", "smooth_quant_alpha", 0.5),
 ])
 def test_an_option_the_path_would_ignore_is_refused_before_any_work(mode, precision, option, value, example_batch):

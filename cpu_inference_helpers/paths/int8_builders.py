@@ -1,5 +1,5 @@
 """The int8 builders: PyTorch's dynamic int8 Linear (eager, jit), IPEX's static int8 with SmoothQuant
-(ipex+jit), torchao's int8 (compile, export).
+(ipex+jit), PT2E int8 (compile), torchao's int8 (export).
 
 A builder that cannot apply its technique logs why and raises `PathUnavailable`; the table builds the
 declared fallback (`table.PathBuilder.fallback`).
@@ -24,7 +24,8 @@ from cpu_inference_helpers.record import Built, Step
 from cpu_inference_helpers.techniques.compiling import compile_model
 from cpu_inference_helpers.techniques.dtypes import INT8
 from cpu_inference_helpers.techniques.ipex_support import probe_ipex
-from cpu_inference_helpers.techniques.parity import build_verified_or_eager
+from cpu_inference_helpers.techniques.parity import build_verified_or_eager, max_abs_difference, parity_tolerance
+from cpu_inference_helpers.techniques.pt2e_quantization import Bf16Autocast, quantize_pt2e
 from cpu_inference_helpers.techniques.quantization import (
     SMOOTH_QUANT_ALPHA,
     calibrated_ipex_int8,
@@ -111,6 +112,19 @@ def ipex_jit_int8(request: BuildRequest) -> Built:
     return built
 
 
+def mixed_precision_problem(reference: torch.nn.Module, candidate: Any, inputs: dict[str, torch.Tensor]
+                            ) -> str | None:
+    """None when `candidate` (compiled int8-mixed-bf16) matches `reference` (the same graph run eagerly) within
+    int8's and bf16's tolerances added together; else the sentence saying by how much it does not."""
+    with torch.no_grad():
+        expected, got = reference(**inputs), candidate(**inputs)
+    difference = max_abs_difference(expected, got)
+    tolerance = parity_tolerance(INT8, expected) + parity_tolerance("bf16", expected)
+    if difference <= tolerance:
+        return None
+    return f"outputs differ from the int8 graph run eagerly by {difference:.3g} (tolerance {tolerance:.3g})"
+
+
 @contextlib.contextmanager
 def _warnings_ignored() -> Iterator[None]:
     """Tracing IPEX's int8 model warns about every quantization scale it records as a constant (as it should)."""
@@ -120,18 +134,39 @@ def _warnings_ignored() -> Iterator[None]:
 
 
 def compile_int8(request: BuildRequest) -> Built:
-    """torchao int8 dynamic activations + int8 weights, then torch.compile (checked against torchao eagerly)."""
+    """PT2E int8 (dynamic activations, per-channel int8 weights), compiled by Inductor with freezing.
+
+    `X86InductorQuantizer` on a strict export (`pt2e_quantization`), lowered by `torch.compile` into oneDNN int8
+    kernels; on a CPU with AMX inside bf16 autocast (int8-mixed-bf16: the unquantized attention, softmax and
+    GELU in bf16; `precision_policy.int8_mixed_bf16`). Checked against the quantized graph run eagerly.
+    """
     options = request.options
+    try:
+        quantized: torch.nn.Module = quantize_pt2e(request.model, request.inputs)
+    except Exception as error:  # noqa: BLE001 - export refusing the model, or the quantizer failing on it
+        raise _unavailable("compile:int8", f"PT2E int8 failed: {error_summary(error)}") from error
+    # (imported here: the policy's bf32 check builds paths through this table)
+    from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
 
-    def compile_quantized(quantized: torch.nn.Module) -> Built:
-        # Checked against the torchao model run eagerly: the same int8 math, before Inductor fuses it.
-        compiled = compile_model(quantized, request.inputs, dtype=INT8, freezing=options.freeze,
-                                 warmup_steps=options.warmup_steps, verify=options.verify)
-        compiled.applied = ["torchao int8 dynamic activations + int8 weights, torch.compile"
-                            + (" (freezing)" if options.freeze else "")]
-        return compiled
-
-    return _torchao_int8("compile:int8", request, compile_quantized, "torch.compile of the torchao model failed")
+    mixed_bf16, why = int8_mixed_bf16(request.capabilities)
+    # int8 alone is checked by compile_model against the graph run eagerly (int8's tolerance); int8-mixed-bf16
+    # against the same graph run eagerly under autocast, with int8's and bf16's tolerances added: Inductor's
+    # fused kernels round in other places (bf16 between the int8 kernels) than the eager quantize/dequantize ops
+    wrapped = Bf16Autocast(quantized) if mixed_bf16 else quantized
+    compiled = compile_model(wrapped, request.inputs, dtype=INT8,
+                             freezing=options.freeze, warmup_steps=options.warmup_steps,
+                             verify=options.verify and not mixed_bf16)
+    if compiled.fell_back:
+        raise _unavailable("compile:int8", f"torch.compile of the PT2E int8 graph failed: {compiled.reason}")
+    if mixed_bf16 and options.verify:
+        problem = mixed_precision_problem(wrapped, compiled.model, request.inputs)
+        if problem:
+            raise _unavailable("compile:int8", f"the compiled int8-mixed-bf16 graph failed its check: {problem}")
+    compiled.applied = ["PT2E int8 (X86InductorQuantizer, dynamic activations)"
+                        + (", int8-mixed-bf16" if mixed_bf16 else "") + ", torch.compile"
+                        + (" (freezing)" if options.freeze else "")]
+    compiled.choices.append(Step("int8 float parts", why))
+    return compiled
 
 
 def export_int8(request: BuildRequest) -> Built:

@@ -142,7 +142,7 @@ def _int8_entries() -> list[PathBuilder]:
                     "IPEX static int8 with SmoothQuant, traced + frozen (no eager reference to verify against)",
                     fallback=jit),
         PathBuilder(ModeSpec("compile", INT8), int8_builders.compile_int8, _GRAPH,
-                    "torchao int8 dynamic activations + int8 weights, torch.compile", fallback=eager),
+                    "PT2E int8 (X86InductorQuantizer, dynamic activations), torch.compile", fallback=eager),
         PathBuilder(ModeSpec("export", INT8), int8_builders.export_int8, _EXPORT,
                     "torchao int8 dynamic activations + int8 weights, torch.export + AOTInductor package",
                     fallback=eager),

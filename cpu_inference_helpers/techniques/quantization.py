@@ -9,8 +9,10 @@ The paths, by mode (`prepare_for_inference(..., precision="int8", calibration=ba
 
 - `ipex+jit`: IPEX static int8 with SmoothQuant (`ipex.quantization.prepare`, calibrate, `convert`),
   traced and frozen; needs IPEX and calibration batches.
-- `compile`: torchao's int8 dynamic activations + int8 weights (`quantize_`), then `torch.compile`
-  with freezing; needs torchao and a C++ compiler.
+- `compile`: PT2E int8 (`X86InductorQuantizer` on a strict export, dynamic activations;
+  `pt2e_quantization`), lowered by `torch.compile` with freezing to oneDNN int8 kernels, its unquantized parts
+  in bf16 on AMX; needs a C++ compiler (torch.ao's PT2E on torch 2.8, torchao's on the modern stack).
+- `export`: torchao's int8 dynamic activations + int8 weights (`quantize_`), exported with AOTInductor.
 - `jit`: PyTorch's dynamic int8 Linear (`quantize_dynamic`), traced and frozen.
 - `eager`: PyTorch's dynamic int8 Linear.
 

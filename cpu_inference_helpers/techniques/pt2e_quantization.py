@@ -1,0 +1,148 @@
+"""PT2E int8: PyTorch's own successor to IPEX's int8, lowered by Inductor to oneDNN int8 kernels.
+
+    graph = torch.export.export(model, (), inputs, dynamic_shapes=..., strict=True).module()
+    config = get_default_x86_inductor_quantization_config(is_dynamic=True)   # False: static, calibrated
+    observed = prepare_pt2e(graph, X86InductorQuantizer().set_global(config))
+    for batch in calibration: observed(**batch)
+    quantized = convert_pt2e(observed)            # quantize / dequantize nodes around fp32 ops
+    torch.compile(quantized) with Inductor's freezing   # -> oneDNN qlinear (VNNI, AMX-INT8), weights packed once
+
+Weights are int8 per output channel either way. Activations: *dynamic* measures each input's range as it
+comes (one scale per tensor), *static* fixes the ranges on calibration batches. Static is faster, dynamic
+keeps more answers: on minilm-squad's first 48 dev questions (make qa's windows, 64 calibration windows),
+static kept 81% of eager fp32's answers and dynamic 96% (Intel Xeon with AMX, modern stack, 2026-12-05;
+docs/int8.md), so the table's `compile:int8` quantizes activations dynamically.
+
+Two traps, both checked here rather than left to the reader: the export must be strict (the quantizer
+finds Linear layers by the source-module metadata that only strict export records; non-strict leaves it
+out and nothing is quantized, without an error), and a batch of one is specialised by export (the graph
+then refuses every other batch size), so a size-1 example is exported as two copies of itself.
+
+What the quantizer leaves in floating point (attention's softmax and its matrix products under SDPA, layer
+norm, GELU between the int8 Linear layers) can run in bf16: `Bf16Autocast` wraps the quantized graph in CPU
+autocast, Inductor's "int8-mixed-bf16" lowering (the qlinear kernels then read and write bf16).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import torch
+
+from cpu_inference_helpers.infra.log_levels import logger_level
+
+logger = logging.getLogger(__name__)
+
+Batch = Mapping[str, torch.Tensor]
+
+#: The largest batch the exported graph accepts (its dynamic batch dimension's bound).
+MAX_BATCH = 1024
+
+
+class Pt2eApi(NamedTuple):
+    """PT2E's entry points on this stack."""
+
+    x86_inductor_quantizer: Any  # the module with X86InductorQuantizer and its default config
+    prepare_pt2e: Callable[..., Any]
+    convert_pt2e: Callable[..., Any]
+    allow_exported_model_train_eval: Callable[[torch.fx.GraphModule], Any]
+
+
+def pt2e_api() -> Pt2eApi:
+    """PT2E's entry points from torchao where it has them (torch 2.9+), else from torch.ao (torch 2.8).
+
+    An ImportError where neither has them.
+    """
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError:
+        import torch.ao.quantization.quantizer.x86_inductor_quantizer as x86
+        from torch.ao.quantization import allow_exported_model_train_eval
+        from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
+    return Pt2eApi(x86, prepare_pt2e, convert_pt2e, allow_exported_model_train_eval)
+
+
+def _export_dynamic(model: torch.nn.Module, inputs: Batch) -> torch.fx.GraphModule:
+    """Strict export with a dynamic batch and sequence dimension shared by every 2-D input."""
+    config = getattr(model, "config", None)
+    max_sequence = int(getattr(config, "max_position_embeddings", 512) or 512)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    sequence = torch.export.Dim("sequence", min=2, max=max_sequence)
+    shapes = {name: ({0: batch, 1: sequence} if tensor.dim() == 2 else None) for name, tensor in inputs.items()}
+    example = {name: tensor.repeat(2, *[1] * (tensor.dim() - 1)) if tensor.dim() >= 1 and tensor.shape[0] == 1
+               else tensor for name, tensor in inputs.items()}
+    with logger_level("torch.fx.experimental.symbolic_shapes"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exported = torch.export.export(model, args=(), kwargs=example, dynamic_shapes=shapes, strict=True)
+    return exported.module()
+
+
+def quantize_pt2e(model: torch.nn.Module, example_inputs: Batch, calibration: Iterable[Batch] | None = None,
+                  dynamic_activations: bool = True) -> torch.fx.GraphModule:
+    """A PT2E int8 graph of a copy of `model`: strict export, X86InductorQuantizer, calibrate, convert.
+
+    `dynamic_activations`: activation ranges measured on each call (no calibration needed: `example_inputs`
+    runs the observers once); False: static ranges from `calibration` (required, a ValueError without).
+    The result runs eagerly as quantize / dequantize around fp32 kernels (the reference to check against);
+    `torch.compile` with freezing lowers it to oneDNN's int8 kernels. Raises RuntimeError when no Linear
+    layer was quantized, and whatever export or the quantizer raise.
+    """
+    batches = list(calibration or [])
+    if not dynamic_activations and not batches:
+        raise ValueError("static PT2E int8 needs calibration batches (calibration=[...]) for its activation ranges")
+    api = pt2e_api()
+    x86 = api.x86_inductor_quantizer
+    graph = _export_dynamic(copy.deepcopy(model).eval(), dict(example_inputs))
+    config = x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic_activations)
+    quantizer = x86.X86InductorQuantizer().set_global(config)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        observed = api.prepare_pt2e(graph, quantizer)
+        for batch in batches or [example_inputs]:
+            observed(**batch)
+        quantized = api.convert_pt2e(observed)
+    if quantize_node_count(quantized) == 0:
+        raise RuntimeError("the quantizer annotated no Linear layer: nothing was quantized")
+    api.allow_exported_model_train_eval(quantized)  # .eval() (the front door calls it) is refused otherwise
+    return quantized
+
+
+def quantize_node_count(graph: torch.fx.GraphModule) -> int:
+    """How many activation quantize nodes a converted PT2E graph holds (0: nothing was quantized)."""
+    return sum(str(node.target).startswith("quantized_decomposed.quantize_per_tensor") for node in graph.graph.nodes)
+
+
+class Bf16Autocast(torch.nn.Module):
+    """Runs `inner` under CPU bf16 autocast and returns its floating-point outputs in fp32.
+
+    Around a PT2E int8 graph this is Inductor's int8-mixed-bf16: the int8 kernels take and give bf16, and the
+    parts left unquantized (attention, softmax, GELU) run in bf16 instead of fp32.
+    """
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **inputs: torch.Tensor) -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = self.inner(**inputs)
+        return _to_fp32(outputs)
+
+
+def _to_fp32(outputs: Any) -> Any:
+    """Floating-point tensors in `outputs` (a tensor, a mapping or a ModelOutput, a tuple) as fp32."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, Mapping):
+        converted = type(outputs)(**{key: _to_fp32(value) for key, value in outputs.items()}) \
+            if hasattr(outputs, "to_tuple") else {key: _to_fp32(value) for key, value in outputs.items()}
+        return converted
+    if isinstance(outputs, tuple):
+        return tuple(_to_fp32(value) for value in outputs)
+    return outputs

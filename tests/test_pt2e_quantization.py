@@ -1,0 +1,83 @@
+"""PT2E int8 (compile:int8): the quantizer's traps checked, static ranges only with calibration, the fallback said."""
+
+import logging
+
+import pytest
+import torch
+from conftest import cpuinfo_capabilities
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
+from cpu_inference_helpers.techniques.capabilities import cached_capabilities, inductor_compiler_available
+from cpu_inference_helpers.techniques.pt2e_quantization import Bf16Autocast, quantize_node_count, quantize_pt2e
+
+
+def _batch(example_batch, rows: int) -> dict[str, torch.Tensor]:
+    return {name: tensor[:1].repeat(rows, 1) for name, tensor in example_batch.items()}
+
+
+def test_a_batch_of_one_quantizes_a_graph_that_takes_any_batch(tiny_model, example_batch):
+    """Export specialises a size-1 dimension; the quantized graph must still take other batch sizes."""
+    one = _batch(example_batch, 1)
+    quantized = quantize_pt2e(tiny_model, one, [example_batch], dynamic_activations=False)
+    assert quantize_node_count(quantized) > 0  # strict export kept the Linear layers' metadata
+    with torch.no_grad():
+        for rows in (1, 3):
+            inputs = _batch(example_batch, rows)
+            got, want = quantized(**inputs)["start_logits"], tiny_model(**inputs)["start_logits"]
+            assert got.shape == want.shape and (got - want).abs().max() < 0.1 * want.abs().max()
+        shorter = {name: tensor[:, :20] for name, tensor in example_batch.items()}
+        assert quantized(**shorter)["start_logits"].shape == (2, 20)
+
+
+def test_static_ranges_need_calibration_before_any_export(tiny_model, example_batch):
+    with pytest.raises(ValueError, match="needs calibration batches"):
+        quantize_pt2e(tiny_model, example_batch, dynamic_activations=False)
+
+
+def test_bf16_autocast_returns_the_model_output_in_fp32(tiny_model, example_batch):
+    with torch.no_grad():
+        outputs = Bf16Autocast(tiny_model)(**example_batch)
+        reference = tiny_model(**example_batch)
+    assert type(outputs) is QuestionAnsweringModelOutput and outputs.start_logits.dtype == torch.float32
+    difference = (outputs.start_logits - reference.start_logits).abs().max()
+    assert 0 < difference < 0.1 * reference.start_logits.abs().max()  # bf16 ran, close to fp32
+
+
+class _NoLinear(torch.nn.Module):
+    """Embeddings and a sum: nothing the quantizer annotates."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(30522, 8)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return {"start_logits": self.embedding(input_ids).sum(-1).masked_fill(attention_mask == 0, -1e4)}
+
+
+def test_a_model_with_nothing_to_quantize_falls_back_with_the_reason(example_batch, caplog):
+    """Not a silent "int8" that is fp32: the path says the quantizer found nothing and eager int8 runs."""
+    with caplog.at_level(logging.WARNING, logger="cpu_inference_helpers"):
+        ready = prepare_for_inference(_NoLinear(), example_batch, mode="compile", precision="int8")
+    assert ready.record.mode == "eager" and ready.record.fallbacks[0].step == "compile:int8"
+    assert "nothing was quantized" in ready.record.fallbacks[0].reason
+    assert "nothing was quantized" in caplog.text
+
+
+def test_the_unquantized_parts_run_in_bf16_only_on_amx():
+    assert int8_mixed_bf16(cpuinfo_capabilities("intel_sapphire_rapids"))[0] is True
+    mixed, reason = int8_mixed_bf16(cpuinfo_capabilities("amd_zen4"))
+    assert mixed is False and "no AMX" in reason
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs Inductor's C++ compiler")
+def test_compile_int8_is_pt2e_int8_with_dynamic_activations(tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8")
+    assert ready.record.ran_as == "compile:int8", ready.record.summary()
+    applied = " ".join(ready.record.applied)
+    assert "PT2E int8" in applied and "dynamic activations" in applied
+    assert ("int8-mixed-bf16" in applied) == cached_capabilities().has_amx
+    with torch.no_grad():
+        got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits
+    assert (got - want).abs().max() < 0.1 * want.abs().max()
