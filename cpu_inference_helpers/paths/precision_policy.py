@@ -4,7 +4,7 @@
 - bf16 without native bf16: fp32, unless the caller allows emulation (`request_precision`);
 - bf32, per path (`path_precision`): fp32 without AMX, on export (its kernels are compiled in), and where the
   path's kernels ignore the bf32 setting (measured by `bf32_check`);
-- static int8's unquantized parts (attention, softmax, GELU): bf16 on AMX, fp32 elsewhere (`int8_mixed_bf16`).
+- int8's unquantized parts (attention, softmax, GELU; PT2E): bf16 on AMX, fp32 elsewhere (`int8_mixed_bf16`).
 
 The table's builders build the precision they are given: none of them falls back in precision.
 """
@@ -72,7 +72,7 @@ def path_precision(spec: ModeSpec, model: torch.nn.Module, inputs: Mapping[str, 
 
 
 def int8_mixed_bf16(capabilities: CpuCapabilities) -> tuple[bool, str]:
-    """Whether static int8 runs what it leaves unquantized (attention, softmax, GELU) in bf16; with the reason.
+    """Whether int8 runs what it leaves unquantized (attention, softmax, GELU) in bf16; with the reason.
 
     Where the CPU has AMX: its bf16 tiles make those parts several times faster than fp32, and the int8
     kernels then read and write bf16 (Inductor's int8-mixed-bf16). Elsewhere they stay fp32: on an
@@ -80,5 +80,5 @@ def int8_mixed_bf16(capabilities: CpuCapabilities) -> tuple[bool, str]:
     it is emulated.
     """
     if capabilities.has_amx:
-        return True, "static int8 with the unquantized parts in bf16 (int8-mixed-bf16), as this CPU has AMX"
-    return False, "static int8 with the unquantized parts in fp32, as this CPU has no AMX"
+        return True, "int8 with the unquantized parts in bf16 (int8-mixed-bf16), as this CPU has AMX"
+    return False, "int8 with the unquantized parts in fp32, as this CPU has no AMX"
