@@ -1,6 +1,7 @@
 """The one way work runs elsewhere: a fresh interpreter, the environment and a launcher in force, one answer."""
 
 import os
+import signal
 import time
 
 import pytest
@@ -29,9 +30,15 @@ def test_the_childs_exception_comes_back_with_its_type_and_message():
         run_in_fresh_process(int, "not a number")
 
 
+def _die_by(signal_number: int) -> None:
+    os.kill(os.getpid(), signal_number)
+
+
 @pytest.mark.parametrize(("function", "args", "message"), [
     (os._exit, (3,), r"died without answering \(exit status 3\)"),
-    (os.abort, (), r"died without answering \(killed by SIGABRT: out of memory, or a crash in native code\)"),
+    (os.abort, (), r"died without answering \(killed by SIGABRT: native code aborted"),
+    (_die_by, (signal.SIGILL,), r"died without answering \(killed by SIGILL: an instruction this CPU"),
+    (_die_by, (signal.SIGKILL,), r"died without answering \(killed by SIGKILL: out of memory"),
 ])
 def test_a_child_that_dies_is_reported_with_its_exit_status(function, args, message):
     with pytest.raises(FreshProcessError, match=message):

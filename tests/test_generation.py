@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import types
 
 import pytest
@@ -232,6 +234,44 @@ def test_llama_cpp_answers_from_the_same_file_with_extra_bufts_off(decoder, ques
         peer.close()
     assert decoder.tokenizer.decode(tokens).startswith("The capital of France is Paris")
     assert ttft > 0 and decode > 0
+
+
+def _dies_like_amx_kernels_did(gguf_path: str, threads: int) -> None:
+    os.kill(os.getpid(), signal.SIGILL)
+
+
+def test_a_default_load_that_dies_in_the_probe_makes_the_peer_load_without_extra_buffers(decoder, monkeypatch,
+                                                                                         caplog):
+    """llama.cpp's AMX kernels died with SIGILL on AMX virtual machines (and took the Jupyter kernel with them):
+    the peer asks a fresh process first and, where the default load dies there, loads without repacking."""
+    pytest.importorskip("llama_cpp")
+    from cpu_inference_helpers.generation import llama_cpp_peer
+
+    monkeypatch.setattr(llama_cpp_peer, "_PROBED", {})
+    monkeypatch.setattr(llama_cpp_peer, "generate_one_token", _dies_like_amx_kernels_did)
+    with caplog.at_level("WARNING"):
+        peer = llama_cpp_peer.LlamaCppPeer(decoder.gguf_path, threads=1, context_length=64)
+    try:
+        assert peer.llm.model_params.use_extra_bufts is False
+        assert "killed by SIGILL" in caplog.text and "use_extra_bufts=False" in caplog.text
+    finally:
+        peer.close()
+
+
+def test_the_probe_of_the_default_load_runs_the_real_llama_cpp_once_per_file(decoder, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    from cpu_inference_helpers.generation import llama_cpp_peer
+
+    monkeypatch.setattr(llama_cpp_peer, "_PROBED", {})
+    runs = llama_cpp_peer.extra_buffers_run(decoder.gguf_path, 1)
+    assert llama_cpp_peer.safe_extra_bufts(decoder.gguf_path, 1) == (None if runs else False)
+    monkeypatch.setattr(llama_cpp_peer, "run_in_fresh_process", None)  # asked again, it would fail: kept instead
+    assert llama_cpp_peer.extra_buffers_run(decoder.gguf_path, 1) is runs
+    if runs:  # then the default load is safe in this process too, and answers
+        assert llama_cpp_peer.generate_one_token(str(decoder.gguf_path), 1).strip() == "Paris"
+    else:
+        with llama_cpp_peer.model_params_override(False):
+            assert llama_cpp_peer.generate_one_token(str(decoder.gguf_path), 1).strip() == "Paris"
 
 
 def test_llama_cpp_absent_is_skipped_with_the_install_command(monkeypatch, caplog):

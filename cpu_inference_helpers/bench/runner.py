@@ -238,7 +238,7 @@ def _run_group_in_subprocess(
         return run_in_fresh_process(_bench_shape_here, model_name, specs, shape, peaks, repeats, threads, profile,
                                     timeout=GROUP_TIMEOUT_S)
     except FreshProcessError as error:
-        hint = ": out of memory? try fewer --paths" if "killed by" in str(error) else ""
+        hint = ": out of memory? try fewer --paths" if "killed by SIGKILL" in str(error) else ""
         reason = f"the benchmark process for this shape failed ({error}){hint}"
         logger.error("seq %d, batch %d: %s", *shape, reason)
         return [PathResult(spec.name, spec.family, spec.precision, *shape, skipped=reason) for spec in specs]

@@ -1,10 +1,15 @@
 """The peer: llama.cpp (through `llama-cpp-python`) on the very GGUF file the PyTorch paths dequantized, with the same
 prompt tokens, the same thread count and the same greedy rule (eos never picked), timed in the same run.
 
-llama-cpp-python's `Llama` runs one sequence at a time, so the peer is measured at batch 1 only. On CPUs with AMX,
-llama.cpp repacks weights into "extra buffer types"; that crashed on one Intel AMX machine, so `use_extra_bufts`
-(a field of `llama_model_params` that `Llama(...)` does not expose in 0.3.36) can be set before the model loads:
-`Llama.__init__` takes its parameters from `llama_model_default_params()`, which is wrapped for the call.
+llama-cpp-python's `Llama` runs one sequence at a time, so the peer is measured at batch 1 only.
+
+llama.cpp repacks weights at load time into "extra buffer types" laid out for the CPU's kernels (AMX tiles on an
+Intel Xeon with AMX). On the AMX virtual machines this project runs on, those AMX kernels die with an illegal
+instruction (SIGILL, 2026-12-06, llama-cpp-python 0.3.36): the process ends, a Jupyter kernel with it. So before
+loading, `extra_buffers_run` generates one token with llama.cpp's defaults in a fresh process; where that dies,
+the model loads with `use_extra_bufts=False` (a field of `llama_model_params` that `Llama(...)` does not expose in
+0.3.36, set by `model_params_override`: `Llama.__init__` takes its parameters from `llama_model_default_params()`,
+which is wrapped for the call).
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import contextlib
 import importlib.util
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from cpu_inference_helpers.infra.errors import error_summary
+from cpu_inference_helpers.infra.fresh_process import FreshProcessError, run_in_fresh_process
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +39,43 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def cpu_has_amx() -> bool:
-    """Whether /proc/cpuinfo lists AMX tiles (where llama.cpp's AMX weight repacking runs)."""
+PROBE_TIMEOUT_S = 300
+_PROBED: dict[tuple[str, int], bool] = {}
+
+
+def generate_one_token(gguf_path: str, threads: int) -> str:
+    """Load `gguf_path` with llama.cpp's default parameters and greedily generate one token (the probe's work)."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(gguf_path, n_ctx=64, n_threads=threads, n_threads_batch=threads, verbose=False)
     try:
-        with open("/proc/cpuinfo") as handle:
-            return "amx_tile" in handle.read()
-    except OSError:
-        return False
+        return llm.create_completion("The capital of France is", max_tokens=1, temperature=0.0)["choices"][0]["text"]
+    finally:
+        llm.close()
+
+
+def extra_buffers_run(gguf_path: Path, threads: int, probe: Callable[[str, int], object] | None = None) -> bool:
+    """Whether llama.cpp's default load (its extra buffer types: weights repacked for this CPU's kernels, AMX tiles
+    where the CPU has them) generates a token here. Asked of a fresh process, so a kernel that dies with an illegal
+    instruction ends that process only; the answer is kept per file and thread count for this process. `probe`
+    (default `generate_one_token`) must be a module-level function: it runs in the fresh process."""
+    key = (str(Path(gguf_path).resolve()), threads)
+    if key not in _PROBED:
+        try:
+            run_in_fresh_process(probe or generate_one_token, str(gguf_path), threads, timeout=PROBE_TIMEOUT_S)
+            _PROBED[key] = True
+        except FreshProcessError as error:
+            logger.warning("llama.cpp's default load failed here, in a fresh process (%s): this process loads with "
+                           "use_extra_bufts=False, without repacking the weights for this CPU's kernels",
+                           error_summary(error, 300))
+            _PROBED[key] = False
+    return _PROBED[key]
+
+
+def safe_extra_bufts(gguf_path: Path, threads: int) -> bool | None:
+    """`use_extra_bufts` for `model_params_override`: None (llama.cpp's default) where the default load runs here,
+    False where it dies."""
+    return None if extra_buffers_run(gguf_path, threads) else False
 
 
 @contextlib.contextmanager
@@ -100,9 +136,8 @@ class LlamaCppPeer:
             raise ImportError(f"llama-cpp-python is not installed: {INSTALL_HINT}")
         import llama_cpp
 
-        if use_extra_bufts is None and cpu_has_amx():
-            use_extra_bufts = False
-            logger.info("AMX CPU: loading llama.cpp with use_extra_bufts=False (its AMX repacking crashed before)")
+        if use_extra_bufts is None:
+            use_extra_bufts = safe_extra_bufts(gguf_path, threads)
         self.threads, self.name, self.gguf_path = threads, name, gguf_path
         start = time.perf_counter()
         with model_params_override(use_extra_bufts) as steps:

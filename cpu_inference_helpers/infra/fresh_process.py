@@ -35,6 +35,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _STDERR_TAIL = 2000
+_SIGNAL_CAUSES = {
+    "SIGKILL": "out of memory (the kernel's OOM killer), or killed from outside",
+    "SIGILL": "an instruction this CPU or its virtual machine does not allow, in native code",
+    "SIGSEGV": "a crash in native code",
+    "SIGABRT": "native code aborted (a failed assertion or an uncaught C++ exception)",
+}
 
 
 class FreshProcessError(RuntimeError):
@@ -138,9 +144,10 @@ class FreshProcess:
         code = self._process.returncode
         if code is not None and code < 0:
             try:
-                return f"killed by {signal.Signals(-code).name}: out of memory, or a crash in native code"
+                name = signal.Signals(-code).name
             except ValueError:
                 return f"killed by signal {-code}"
+            return f"killed by {name}: {_SIGNAL_CAUSES.get(name, 'a crash in native code')}"
         return f"exit status {code}"
 
     def _stderr_tail(self) -> str:
