@@ -35,14 +35,16 @@ import torch
 from cpu_inference_helpers.infra.log_levels import logger_level
 from cpu_inference_helpers.record import Built
 from cpu_inference_helpers.techniques.dtypes import precision_name
+from cpu_inference_helpers.techniques.dynamic_shapes import (
+    MAX_BATCH,
+    batch_and_sequence_dims,
+    batch_of_two_if_one,
+    sequence_bound,
+)
 from cpu_inference_helpers.techniques.parity import build_verified_or_eager, flatten_outputs
 
 logger = logging.getLogger(__name__)
 
-#: The largest batch an exported package accepts (its dynamic batch dimension's upper bound).
-MAX_BATCH = 1024
-#: The sequence length bound used when the model's config names none.
-DEFAULT_MAX_SEQUENCE = 512
 PACKAGE_SUFFIX = ".pt2"
 
 
@@ -147,26 +149,6 @@ def export_refusal(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" + (f" (at {line})" if line else "")
 
 
-def _sequence_bound(model: torch.nn.Module) -> int:
-    config = getattr(model, "config", None)
-    return int(getattr(config, "max_position_embeddings", DEFAULT_MAX_SEQUENCE) or DEFAULT_MAX_SEQUENCE)
-
-
-def _dynamic_shapes(inputs: Mapping[str, torch.Tensor], max_sequence: int) -> tuple[tuple[Any, ...]]:
-    """Batch and sequence dims shared by every 2-D input (one Dim each, so export ties them together)."""
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    sequence = torch.export.Dim("sequence", min=1, max=max_sequence)
-    shapes = []
-    for tensor in inputs.values():
-        dims = {}
-        if tensor.dim() >= 1:
-            dims[0] = batch
-        if tensor.dim() >= 2:
-            dims[1] = sequence
-        shapes.append(dims or None)
-    return (tuple(shapes),)  # one entry: the wrapper's *tensors
-
-
 def _new_package_path() -> Path:
     """A package path in a fresh temporary folder, removed when the process exits (see `_remove_at_exit`)."""
     folder = Path(tempfile.mkdtemp(prefix="cpu-inference-export-"))
@@ -196,12 +178,10 @@ def export_package(
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16", cache_enabled=False):
         output_names = list(_named_outputs(model(**inputs)))
     wrapper = _PositionalModel(model, list(inputs), output_names, autocast=name == "bf16").eval()
-    shapes = _dynamic_shapes(inputs, _sequence_bound(model)) if dynamic else None
-    if dynamic and any(tensor.dim() >= 1 and tensor.shape[0] == 1 for tensor in inputs.values()):
-        # export specialises a dimension of size 1 (it cannot tell 1 from "any"): a batch of one example is
-        # traced as two copies of it, which builds the same graph with a dynamic batch dimension
-        inputs = {key: tensor.repeat(2, *[1] * (tensor.dim() - 1)) if tensor.dim() >= 1 else tensor
-                  for key, tensor in inputs.items()}
+    shapes = None
+    if dynamic:  # one entry, the wrapper's *tensors; a batch of one is exported as two (see dynamic_shapes)
+        shapes = (tuple(batch_and_sequence_dims(inputs, sequence_bound(model)).values()),)
+        inputs = batch_of_two_if_one(inputs)
     # When export refuses a model it logs and prints (to sys.stderr) the graph it was building; the refusal it
     # raises says what and where, so that partial graph is kept out of the reader's output.
     with logger_level("torch.fx.experimental.symbolic_shapes"), contextlib.redirect_stderr(io.StringIO()):

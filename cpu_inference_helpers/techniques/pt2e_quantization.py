@@ -34,13 +34,11 @@ from typing import Any, NamedTuple
 import torch
 
 from cpu_inference_helpers.infra.log_levels import logger_level
+from cpu_inference_helpers.techniques.dynamic_shapes import batch_and_sequence_dims, batch_of_two_if_one, sequence_bound
 
 logger = logging.getLogger(__name__)
 
 Batch = Mapping[str, torch.Tensor]
-
-#: The largest batch the exported graph accepts (its dynamic batch dimension's bound).
-MAX_BATCH = 1024
 
 
 class Pt2eApi(NamedTuple):
@@ -69,14 +67,9 @@ def pt2e_api() -> Pt2eApi:
 
 
 def _export_dynamic(model: torch.nn.Module, inputs: Batch) -> torch.fx.GraphModule:
-    """Strict export with a dynamic batch and sequence dimension shared by every 2-D input."""
-    config = getattr(model, "config", None)
-    max_sequence = int(getattr(config, "max_position_embeddings", 512) or 512)
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    sequence = torch.export.Dim("sequence", min=2, max=max_sequence)
-    shapes = {name: ({0: batch, 1: sequence} if tensor.dim() == 2 else None) for name, tensor in inputs.items()}
-    example = {name: tensor.repeat(2, *[1] * (tensor.dim() - 1)) if tensor.dim() >= 1 and tensor.shape[0] == 1
-               else tensor for name, tensor in inputs.items()}
+    """Strict export with a dynamic batch and sequence dimension shared by every input."""
+    shapes = batch_and_sequence_dims(inputs, sequence_bound(model), min_sequence=2)
+    example = batch_of_two_if_one(inputs)
     with logger_level("torch.fx.experimental.symbolic_shapes"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         exported = torch.export.export(model, args=(), kwargs=example, dynamic_shapes=shapes, strict=True)
