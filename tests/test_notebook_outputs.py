@@ -87,3 +87,18 @@ def test_nbval_markers_are_cell_tags_not_comments_in_the_readers_code(path):
                    ("nbval-ignore-output", "nbval-check-output", "nbval-skip", "nbval-raises-exception")]
         assert not unknown, f"{path.name} cell {index}: unknown nbval tag(s) {unknown}"
         assert not ({"nbval-ignore-output", "nbval-check-output"} <= set(tags(cell))), f"{path.name} cell {index}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_cells_printed_text_is_stored_as_one_stream_per_name(path):
+    """Where a print was cut into chunks depends on timing: chunks stored apart make every re-execution a diff
+    (scripts/execute_notebooks.py joins them, as JupyterLab shows them)."""
+    chunked = []
+    for number, cell in enumerate(cells(path)):
+        outputs = cell.get("outputs", [])
+        for previous, output in zip(outputs, outputs[1:], strict=False):
+            if previous.get("output_type") == output.get("output_type") == "stream" \
+                    and previous.get("name") == output.get("name"):
+                chunked.append(number)
+                break
+    assert chunked == [], f"cells {chunked} store a stream in chunks: scripts/execute_notebooks.py --clean-only"
