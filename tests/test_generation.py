@@ -267,11 +267,8 @@ def test_the_probe_of_the_default_load_runs_the_real_llama_cpp_once_per_file(dec
     assert llama_cpp_peer.safe_extra_bufts(decoder.gguf_path, 1) == (None if runs else False)
     monkeypatch.setattr(llama_cpp_peer, "run_in_fresh_process", None)  # asked again, it would fail: kept instead
     assert llama_cpp_peer.extra_buffers_run(decoder.gguf_path, 1) is runs
-    if runs:  # then the default load is safe in this process too, and answers
+    with llama_cpp_peer.model_params_override(None if runs else False):  # then safe in this process too
         assert llama_cpp_peer.generate_one_token(str(decoder.gguf_path), 1).strip() == "Paris"
-    else:
-        with llama_cpp_peer.model_params_override(False):
-            assert llama_cpp_peer.generate_one_token(str(decoder.gguf_path), 1).strip() == "Paris"
 
 
 def test_llama_cpp_absent_is_skipped_with_the_install_command(monkeypatch, caplog):

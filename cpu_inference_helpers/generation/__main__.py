@@ -101,7 +101,8 @@ class GenerationFlags:
     peer_f16: bool = field(default=False, metadata={
         "help": "also run llama.cpp on an f16 GGUF of the same (dequantized) weights, written for the run"})
     no_extra_bufts: bool = field(default=False, metadata={
-        "help": "load llama.cpp with use_extra_bufts=False (automatic on AMX CPUs: its repacking crashed)"})
+        "help": "load llama.cpp with use_extra_bufts=False (automatic where its default load fails in a fresh process: "
+                "its AMX kernels die with SIGILL on AMX virtual machines)"})
     output_dir: str = field(default="results/generation", metadata={
         "help": "where generation.json, .csv and .md go (default: %(default)s)"})
 

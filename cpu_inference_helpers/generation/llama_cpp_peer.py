@@ -40,24 +40,31 @@ def llama_cpp_available() -> bool:
 
 
 PROBE_TIMEOUT_S = 300
+PROBE_PROMPT_TOKENS = 64
 _PROBED: dict[tuple[str, int], bool] = {}
 
 
 def generate_one_token(gguf_path: str, threads: int) -> str:
-    """Load `gguf_path` with llama.cpp's default parameters and greedily generate one token (the probe's work)."""
+    """Load `gguf_path` with llama.cpp's default parameters and greedily generate one token after a prompt of
+    `PROBE_PROMPT_TOKENS` tokens (a batch of rows through the matrix kernels, as a prefill; the probe's work)."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(gguf_path, n_ctx=64, n_threads=threads, n_threads_batch=threads, verbose=False)
+    llm = llama_cpp.Llama(gguf_path, n_ctx=PROBE_PROMPT_TOKENS + 8, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)
     try:
-        return llm.create_completion("The capital of France is", max_tokens=1, temperature=0.0)["choices"][0]["text"]
+        prompt = llm.tokenize(b"The capital of France is Paris. " * 16 + b"The capital of France is")
+        return llm.create_completion(prompt[-PROBE_PROMPT_TOKENS:], max_tokens=1,
+                                     temperature=0.0)["choices"][0]["text"]
     finally:
         llm.close()
 
 
 def extra_buffers_run(gguf_path: Path, threads: int, probe: Callable[[str, int], object] | None = None) -> bool:
     """Whether llama.cpp's default load (its extra buffer types: weights repacked for this CPU's kernels, AMX tiles
-    where the CPU has them) generates a token here. Asked of a fresh process, so a kernel that dies with an illegal
-    instruction ends that process only; the answer is kept per file and thread count for this process. `probe`
+    where the CPU has them) generates a token here. Asked of a fresh process (a load and one token, a few seconds),
+    so a kernel that dies with an illegal instruction ends that process only. Any failure there (a signal, an
+    exception, `PROBE_TIMEOUT_S` passing) answers False, with the reason logged; the answer is kept per file and
+    thread count for this process. `probe`
     (default `generate_one_token`) must be a module-level function: it runs in the fresh process."""
     key = (str(Path(gguf_path).resolve()), threads)
     if key not in _PROBED:
@@ -65,7 +72,7 @@ def extra_buffers_run(gguf_path: Path, threads: int, probe: Callable[[str, int],
             run_in_fresh_process(probe or generate_one_token, str(gguf_path), threads, timeout=PROBE_TIMEOUT_S)
             _PROBED[key] = True
         except FreshProcessError as error:
-            logger.warning("llama.cpp's default load failed here, in a fresh process (%s): this process loads with "
+            logger.warning("llama.cpp's default load failed in a fresh process here (%s): loading with "
                            "use_extra_bufts=False, without repacking the weights for this CPU's kernels",
                            error_summary(error, 300))
             _PROBED[key] = False
@@ -80,8 +87,13 @@ def safe_extra_bufts(gguf_path: Path, threads: int) -> bool | None:
 
 @contextlib.contextmanager
 def model_params_override(use_extra_bufts: bool | None) -> Iterator[list[str]]:
-    """Inside the block, `Llama(...)` loads with `use_extra_bufts` set (None: llama.cpp's default). Yields the
-    steps taken, as text."""
+    """Inside the block, `Llama(...)` loads with `use_extra_bufts` set; None changes nothing (llama.cpp's default).
+    Yields the steps taken, as text.
+
+    `Llama(..., use_extra_bufts=False)` would be accepted and silently ignored (its `**kwargs`), so this replaces the
+    module function `llama_cpp.llama_cpp.llama_model_default_params`, which `Llama.__init__` reads, for the block:
+    every `Llama` loaded meanwhile, by any thread, gets the setting.
+    """
     import llama_cpp.llama_cpp as low_level
 
     steps: list[str] = []
