@@ -50,8 +50,8 @@ from cpu_inference_helpers.techniques.capabilities import (
     inductor_compiler_available,
 )
 from cpu_inference_helpers.techniques.deprecations import notes_for
-from cpu_inference_helpers.techniques.dtypes import precision_name
-from cpu_inference_helpers.techniques.precision import inference_context
+from cpu_inference_helpers.techniques.dtypes import INT8, precision_name
+from cpu_inference_helpers.techniques.precision import inference_context, outputs_in_fp32
 from cpu_inference_helpers.techniques.tracing import positional_inputs_problem
 
 __all__ = ["AUTO", "MODES", "InferenceModel", "OptimizationRecord", "inductor_compiler_available", "parse_mode",
@@ -93,7 +93,8 @@ class InferenceModel(torch.nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype of the activations between layers: bfloat16 for bf16, float32 otherwise (int8 included)."""
+        """The dtype of the outputs: bfloat16 for bf16, float32 otherwise (int8 included, also int8-mixed-bf16,
+        whose activations between layers are bf16)."""
         return torch.bfloat16 if self.precision == "bf16" else torch.float32
 
     def forward(self, *args: Any, **inputs: torch.Tensor) -> Any:
@@ -102,6 +103,8 @@ class InferenceModel(torch.nn.Module):
                             "the graph binds them by name")
         with inference_context(self.precision, traced=self.traced):
             outputs = self.module(**inputs)
+        if self.precision == INT8:  # an int8-mixed-bf16 graph gives bf16; int8's outputs are fp32 (`dtype`)
+            outputs = outputs_in_fp32(outputs)
         if self.output_class is not None and isinstance(outputs, Mapping) and not isinstance(outputs, ModelOutput):
             return self.output_class(**outputs)
         return outputs

@@ -10,7 +10,8 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from cpu_inference_helpers.optimize import prepare_for_inference
 from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
 from cpu_inference_helpers.techniques.capabilities import cached_capabilities, inductor_compiler_available
-from cpu_inference_helpers.techniques.pt2e_quantization import Bf16Autocast, quantize_node_count, quantize_pt2e
+from cpu_inference_helpers.techniques.precision import Bf16Autocast
+from cpu_inference_helpers.techniques.pt2e_quantization import quantize_node_count, quantize_pt2e
 
 
 def _batch(example_batch, rows: int) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 import torch
-from conftest import requires_ipex
+from conftest import cpuinfo_capabilities, requires_ipex
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers.modes import AUTO, MODES, ModeSpec, parse_mode_list
@@ -192,3 +192,19 @@ def test_calls_that_flip_process_wide_switches_wait_for_each_other(tiny_model, e
         released = time.perf_counter()
     threads[0].join(timeout=30)
     assert finished["eager"] < released <= finished["bf16"]
+
+
+@requires_ipex
+@pytest.mark.parametrize("cpu", ["intel_sapphire_rapids", "amd_zen4"])
+def test_ipex_static_int8_runs_its_float_parts_in_bf16_only_on_amx(cpu, tiny_model, example_batch):
+    """On AMX, IPEX's int8 graph is traced and called under bf16 autocast (int8-mixed-bf16); elsewhere fp32."""
+    capabilities = cpuinfo_capabilities(cpu)
+    ready = prepare_for_inference(tiny_model, example_batch, mode="ipex+jit", precision="int8",
+                                  calibration=[example_batch], capabilities=capabilities)
+    assert ready.record.ran_as == "ipex+jit:int8", ready.record.summary()
+    assert ("int8-mixed-bf16" in " ".join(ready.record.applied)) == capabilities.has_amx
+    assert any(step.step == "int8 float parts" for step in ready.record.choices)
+    with torch.no_grad():
+        got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits
+    assert got.dtype == torch.float32
+    assert (got - want).abs().max() < 0.2 * want.abs().max()  # int8 (and bf16) rounding, not a different model

@@ -13,7 +13,8 @@ import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -129,3 +130,34 @@ def inference_context(dtype: str | torch.dtype, traced: bool = False) -> Iterato
                 stack.enter_context(jit_autocast_disabled())
             stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False))
         yield
+
+
+class Bf16Autocast(torch.nn.Module):
+    """Runs `inner` under CPU bf16 autocast and returns its floating-point outputs in fp32.
+
+    Around an int8 graph this is int8-mixed-bf16: the int8 kernels take and give bf16, and the parts left
+    unquantized (attention, softmax, GELU) run in bf16 instead of fp32 (PT2E's graph compiled by Inductor, IPEX's
+    traced int8 graph).
+    """
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **inputs: torch.Tensor) -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = self.inner(**inputs)
+        return outputs_in_fp32(outputs)
+
+
+def outputs_in_fp32(outputs: Any) -> Any:
+    """Floating-point tensors in `outputs` (a tensor, a mapping or a ModelOutput, a tuple) as fp32."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, Mapping):
+        converted = type(outputs)(**{key: outputs_in_fp32(value) for key, value in outputs.items()}) \
+            if hasattr(outputs, "to_tuple") else {key: outputs_in_fp32(value) for key, value in outputs.items()}
+        return converted
+    if isinstance(outputs, tuple):
+        return tuple(outputs_in_fp32(value) for value in outputs)
+    return outputs

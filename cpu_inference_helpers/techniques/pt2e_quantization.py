@@ -19,7 +19,7 @@ out and nothing is quantized, without an error), and a batch of one is specialis
 then refuses every other batch size), so a size-1 example is exported as two copies of itself.
 
 What the quantizer leaves in floating point (attention's softmax and its matrix products under SDPA, layer
-norm, GELU between the int8 Linear layers) can run in bf16: `Bf16Autocast` wraps the quantized graph in CPU
+norm, GELU between the int8 Linear layers) can run in bf16: `precision.Bf16Autocast` wraps the quantized graph in CPU
 autocast, Inductor's "int8-mixed-bf16" lowering (the qlinear kernels then read and write bf16).
 """
 
@@ -109,33 +109,3 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: Batch, calibration: It
 def quantize_node_count(graph: torch.fx.GraphModule) -> int:
     """How many activation quantize nodes a converted PT2E graph holds (0: nothing was quantized)."""
     return sum(str(node.target).startswith("quantized_decomposed.quantize_per_tensor") for node in graph.graph.nodes)
-
-
-class Bf16Autocast(torch.nn.Module):
-    """Runs `inner` under CPU bf16 autocast and returns its floating-point outputs in fp32.
-
-    Around a PT2E int8 graph this is Inductor's int8-mixed-bf16: the int8 kernels take and give bf16, and the
-    parts left unquantized (attention, softmax, GELU) run in bf16 instead of fp32.
-    """
-
-    def __init__(self, inner: torch.nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, **inputs: torch.Tensor) -> Any:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            outputs = self.inner(**inputs)
-        return _to_fp32(outputs)
-
-
-def _to_fp32(outputs: Any) -> Any:
-    """Floating-point tensors in `outputs` (a tensor, a mapping or a ModelOutput, a tuple) as fp32."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs.float() if outputs.is_floating_point() else outputs
-    if isinstance(outputs, Mapping):
-        converted = type(outputs)(**{key: _to_fp32(value) for key, value in outputs.items()}) \
-            if hasattr(outputs, "to_tuple") else {key: _to_fp32(value) for key, value in outputs.items()}
-        return converted
-    if isinstance(outputs, tuple):
-        return tuple(_to_fp32(value) for value in outputs)
-    return outputs
