@@ -7,9 +7,9 @@ llama.cpp repacks weights at load time into "extra buffer types" laid out for th
 Intel Xeon with AMX). On the AMX virtual machines this project runs on, those AMX kernels die with an illegal
 instruction (SIGILL, 2026-12-06, llama-cpp-python 0.3.36): the process ends, a Jupyter kernel with it. So before
 loading, `extra_buffers_run` generates one token with llama.cpp's defaults in a fresh process; where that dies,
-the model loads with `use_extra_bufts=False` (a field of `llama_model_params` that `Llama(...)` does not expose in
-0.3.36, set by `model_params_override`: `Llama.__init__` takes its parameters from `llama_model_default_params()`,
-which is wrapped for the call).
+the model loads with `use_extra_bufts=False` (a field of `llama_model_params` that `Llama(...)` silently ignores as
+a keyword in 0.3.36, set by `model_params_override`: `Llama.__init__` takes its parameters from
+`llama_model_default_params()`, which is wrapped for the call).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def extra_buffers_run(gguf_path: Path, threads: int, probe: Callable[[str, int],
     where the CPU has them) generates a token here. Asked of a fresh process (a load and one token, a few seconds),
     so a kernel that dies with an illegal instruction ends that process only. Any failure there (a signal, an
     exception, `PROBE_TIMEOUT_S` passing) answers False, with the reason logged; the answer is kept per file and
-    thread count for this process. `probe`
-    (default `generate_one_token`) must be a module-level function: it runs in the fresh process."""
+    thread count for this process. `probe` (default `generate_one_token`) must be a module-level function: it runs
+    in the fresh process."""
     key = (str(Path(gguf_path).resolve()), threads)
     if key not in _PROBED:
         try:
