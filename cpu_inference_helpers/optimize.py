@@ -39,6 +39,7 @@ from cpu_inference_helpers.registry import (
     BuildOptions,
     BuildRequest,
     auto_attention_candidates,
+    auto_contenders,
     auto_plan,
     path_for,
     refuse_unhonoured,
@@ -142,37 +143,88 @@ def _build_one(model: torch.nn.Module, spec: ModeSpec, attention: str | None, op
 
 
 def _fastest_attention(model: torch.nn.Module, spec: ModeSpec, implementations: tuple[str, ...],
-                       options: BuildOptions, inputs: dict[str, torch.Tensor], caps: CpuCapabilities,
-                       repeats: int = 3) -> tuple[Built, torch.nn.Module]:
+                       options: BuildOptions, inputs: dict[str, torch.Tensor], caps: CpuCapabilities
+                       ) -> tuple[Built, torch.nn.Module]:
     """Build `spec` with each attention implementation and keep the fastest at the example's shape.
 
-    Timed round-robin (`interleaved_latency`) on the example inputs after the builds' own warm-up; a build
-    that fell back does not compete. The choice and both timings go into `record.choices` ("attention").
+    A build that fell back does not compete (`_fastest`). The choice and both timings go into
+    `record.choices` ("attention").
     """
     builds = {name: _build_one(model, spec, name, options, inputs, caps) for name in implementations}
     working = {name: pair for name, pair in builds.items() if pair[0].mode == spec.mode}
     if len(working) < 2:
         name = next(iter(working), implementations[0])
         return builds[name]
+    fastest, measured = _fastest({name: built for name, (built, _) in working.items()}, inputs)
+    chosen, eager_model = working[fastest]
+    chosen.choices.insert(0, Step("attention", f"{fastest} attention, the faster of {measured}"))
+    if f"{fastest} attention" not in chosen.applied:
+        chosen.applied.insert(0, f"{fastest} attention")
+    return chosen, eager_model
 
+
+def _fastest(builds: dict[str, Built], inputs: dict[str, torch.Tensor], repeats: int = 3) -> tuple[str, str]:
+    """The name of the fastest of `builds` at the example's shape, and the sentence giving every timing.
+
+    Timed round-robin (`interleaved_latency`) on the example inputs after the builds' own warm-up.
+    """
     def runner(built: Built) -> Any:
         def run(**batch: torch.Tensor) -> Any:
             with inference_context(built.precision, traced=built.traced):
                 return built.model(**batch)
         return run
 
-    timings = interleaved_latency({name: runner(pair[0]) for name, pair in working.items()}, inputs,
-                                  warmup=0 if all(pair[0].warmed_up for pair in working.values()) else 1,
+    timings = interleaved_latency({name: runner(built) for name, built in builds.items()}, inputs,
+                                  warmup=0 if all(built.warmed_up for built in builds.values()) else 1,
                                   repeats=repeats)
     fastest = min(timings, key=lambda name: timings[name].median)
     shape = "x".join(str(size) for size in next(iter(inputs.values())).shape)
-    measured = ", ".join(f"{name} {timings[name].median * 1e3:.1f} ms" for name in working)
-    chosen, eager_model = working[fastest]
-    chosen.choices.insert(0, Step("attention", f"{fastest} attention, the faster of {measured} per call on the "
-                                               f"example inputs ({shape}), measured here"))
-    if f"{fastest} attention" not in chosen.applied:
-        chosen.applied.insert(0, f"{fastest} attention")
-    return chosen, eager_model
+    measured = ", ".join(f"{name} {timings[name].median * 1e3:.1f} ms" for name in builds)
+    return fastest, f"{measured} per call on the example inputs ({shape}), measured here"
+
+
+def _auto_build(model: torch.nn.Module, precision: str, attention: str | None, options: BuildOptions,
+                inputs: dict[str, torch.Tensor], caps: CpuCapabilities
+                ) -> tuple[Built, torch.nn.Module, list[Step], list[Step]]:
+    """`auto`: the first planned mode that builds without falling back (`auto_plan`), timed against the other
+    planned modes `auto_contenders` names where it is one of them; with the choices and fallbacks to record."""
+    choices: list[Step] = []
+    fallbacks: list[Step] = []
+    plan = auto_plan(capabilities=caps)
+    contenders = auto_contenders([mode for mode, _ in plan], precision)
+    reasons = dict(plan)
+
+    def build(candidate: str) -> tuple[Built, torch.nn.Module]:
+        spec = ModeSpec(candidate, precision)
+        measured = auto_attention_candidates(candidate, precision)
+        if attention is None and attention_implementation(model) == "sdpa" and measured:
+            return _fastest_attention(model, spec, measured, options, inputs, caps)
+        return _build_one(model, spec, attention, options, inputs, caps)
+
+    for candidate, reason in plan:
+        built, eager_model = build(candidate)
+        if built.mode != candidate:
+            fallbacks.append(Step("auto", f"tried {candidate} first, which fell back: "
+                                          + "; ".join(str(step) for step in built.fallbacks)))
+            built.fallbacks = []  # told by the step above
+            continue
+        rivals = {}
+        if candidate in contenders:
+            for rival in contenders[contenders.index(candidate) + 1:]:
+                pair = build(rival)
+                if pair[0].mode == rival:
+                    rivals[rival] = pair
+                else:  # the chosen path did not fall back: a choice, not a fallback of the result
+                    choices.append(Step("auto", f"{rival} was to be timed against {candidate} but fell back: "
+                                                + "; ".join(str(step) for step in pair[0].fallbacks)))
+        if not rivals:
+            choices.append(Step("auto", f"chose {candidate}: {reason}"))
+            return built, eager_model, choices, fallbacks
+        builds = {candidate: (built, eager_model), **rivals}
+        fastest, measured = _fastest({name: pair[0] for name, pair in builds.items()}, inputs)
+        choices.append(Step("auto", f"chose {fastest}, the faster of {measured} ({fastest}: {reasons[fastest]})"))
+        return *builds[fastest], choices, fallbacks
+    raise AssertionError("auto's plan ends with eager, which always builds")
 
 
 def prepare_for_inference(
@@ -289,19 +341,10 @@ def prepare_for_inference(
     if requested_mode != AUTO:
         built, eager_model = _build_one(model, ModeSpec(requested_mode, runs_in), attention, options, inputs, caps)
     else:
-        for candidate, reason in auto_plan(capabilities=caps):
-            spec = ModeSpec(candidate, runs_in)
-            measured = auto_attention_candidates(candidate, runs_in)
-            if attention is None and attention_implementation(model) == "sdpa" and measured:
-                built, eager_model = _fastest_attention(model, spec, measured, options, inputs, caps)
-            else:
-                built, eager_model = _build_one(model, spec, attention, options, inputs, caps)
-            if built.mode == candidate:
-                choices.append(Step("auto", f"chose {candidate}: {reason}"))
-                break
-            fallbacks.append(Step("auto", f"tried {candidate} first, which fell back: "
-                                          + "; ".join(str(step) for step in built.fallbacks)))
-            built.fallbacks = []  # told by the step above
+        built, eager_model, auto_choices, auto_fallbacks = _auto_build(model, runs_in, attention, options, inputs,
+                                                                       caps)
+        choices += auto_choices
+        fallbacks += auto_fallbacks
 
     record = OptimizationRecord(
         requested_mode=requested_mode, requested_precision=str(requested_precision) if requested_precision == AUTO

@@ -9,7 +9,13 @@ data and the one loop that walks it (`paths.table`), the refusal of options a pa
 (`paths.precision_policy`, imported by the front door).
 """
 
-from cpu_inference_helpers.paths.auto_policy import LONG_RUNNING, SHORT_LIVED, auto_attention_candidates, auto_plan
+from cpu_inference_helpers.paths.auto_policy import (
+    LONG_RUNNING,
+    SHORT_LIVED,
+    auto_attention_candidates,
+    auto_contenders,
+    auto_plan,
+)
 from cpu_inference_helpers.paths.options import OPTIONS, Batch, BuildOptions, BuildRequest
 from cpu_inference_helpers.paths.refusal import honoured_options, refuse_unhonoured
 from cpu_inference_helpers.paths.table import (
@@ -25,6 +31,6 @@ from cpu_inference_helpers.techniques.capabilities import inductor_compiler_avai
 
 __all__ = [
     "FLOAT_PRECISIONS", "LONG_RUNNING", "OPTIONS", "PATHS", "SHORT_LIVED", "Batch", "BuildOptions", "BuildRequest",
-    "PathBuilder", "PathUnavailable", "auto_attention_candidates", "auto_plan", "build_path", "fallback_chains",
-    "honoured_options", "inductor_compiler_available", "path_for", "refuse_unhonoured",
+    "PathBuilder", "PathUnavailable", "auto_attention_candidates", "auto_contenders", "auto_plan", "build_path",
+    "fallback_chains", "honoured_options", "inductor_compiler_available", "path_for", "refuse_unhonoured",
 ]

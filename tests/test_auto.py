@@ -37,11 +37,21 @@ def ipex_disabled(monkeypatch, fresh_ipex_probe):
 @requires_ipex
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=requires_native_bf16)])
 def test_auto_picks_ipex_jit_where_ipex_works(precision, tiny_model, example_batch):
+    """bf16: ipex+jit; fp32: ipex+jit or compile, whichever timed faster at the example's shape."""
+    capabilities = cpuinfo_capabilities("amd_zen4")
     ready = prepare_for_inference(tiny_model, example_batch, mode="auto", precision=precision,
-                                  capabilities=cpuinfo_capabilities("amd_zen4"))
-    assert ready.record.requested_mode == "auto" and ready.record.mode == "ipex+jit"
+                                  capabilities=capabilities)
+    assert ready.record.requested_mode == "auto"
     assert ready.record.choices[0].step == "auto"
-    assert ready.record.choices[0].reason.startswith("chose ipex+jit: IPEX is usable")
+    if precision == "fp32" and capabilities.inductor_compiler_available:
+        reason = ready.record.choices[0].reason
+        timings = dict(re.findall(r"(ipex\+jit|compile) ([0-9.]+) ms", reason))
+        assert set(timings) == {"ipex+jit", "compile"}, reason
+        assert ready.record.mode == min(timings, key=lambda mode: float(timings[mode])), reason
+        assert reason.startswith(f"chose {ready.record.mode}, the faster of ipex+jit ")
+    else:
+        assert ready.record.mode == "ipex+jit"
+        assert ready.record.choices[0].reason.startswith("chose ipex+jit: IPEX is usable")
     # In bf16 ipex+jit is built with SDPA and with eager attention (which IPEX fuses) and the faster kept;
     # in fp32 SDPA stays, unmeasured.
     measured = [choice.reason for choice in ready.record.choices if choice.step == "attention"]
@@ -121,22 +131,43 @@ def test_auto_plans_for_the_process_lifetime(ipex_disabled):
         auto_plan(process="forever")
 
 
+def _time_with_a_known_winner(monkeypatch, expected: set[str], faster: str) -> None:
+    """Make `optimize`'s timing run each candidate once (they really run) and time `faster` at 10 ms, the rest 15."""
+    from cpu_inference_helpers import optimize
+    from cpu_inference_helpers.infra.timing import LatencyStats
+
+    def timed(candidates, inputs, warmup, repeats):
+        assert set(candidates) == expected
+        for run in candidates.values():
+            run(**inputs)
+        return {name: LatencyStats.from_samples([0.010 if name == faster else 0.015]) for name in candidates}
+
+    monkeypatch.setattr(optimize, "interleaved_latency", timed)
+
+
+@requires_ipex
+@pytest.mark.skipif(not inductor_compiler_available(), reason="no C++ compiler for torch.compile here")
+@pytest.mark.parametrize("faster", ["ipex+jit", "compile"])
+def test_auto_in_fp32_keeps_the_mode_measured_faster_at_the_example_shape(faster, monkeypatch, tiny_model,
+                                                                          example_batch):
+    """fp32 with IPEX and a C++ compiler: ipex+jit and compile are both built, the faster here runs."""
+    _time_with_a_known_winner(monkeypatch, {"ipex+jit", "compile"}, faster)
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto", dynamic_shapes=False)
+    assert ready.record.mode == faster and not ready.record.fell_back, ready.record.summary()
+    choice = ready.record.choices[0]
+    assert choice.step == "auto" and choice.reason.startswith(f"chose {faster}, the faster of ipex+jit 1")
+    assert "(2x32)" in choice.reason
+    with torch.no_grad():
+        assert max_abs_difference(tiny_model(**example_batch), ready(**example_batch)) < 1e-4
+
+
 @requires_ipex
 @requires_native_bf16  # IPEX's bf16 weight prepack needs AVX-512 (or AVX-NE-CONVERT)
 @pytest.mark.parametrize("faster", ["sdpa", "eager"])
 def test_auto_keeps_the_attention_measured_faster_at_the_example_shape(faster, monkeypatch, tiny_model,
                                                                        example_batch):
     """ipex+jit in bf16 is built with both attentions; whichever times faster at this shape is what runs."""
-    from cpu_inference_helpers import optimize
-    from cpu_inference_helpers.infra.timing import LatencyStats
-
-    def timed(candidates, inputs, warmup, repeats):
-        assert set(candidates) == {"sdpa", "eager"}
-        for run in candidates.values():
-            run(**inputs)  # each candidate really runs
-        return {name: LatencyStats.from_samples([0.010 if name == faster else 0.015]) for name in candidates}
-
-    monkeypatch.setattr(optimize, "interleaved_latency", timed)
+    _time_with_a_known_winner(monkeypatch, {"sdpa", "eager"}, faster)
     ready = prepare_for_inference(tiny_model, example_batch, mode="auto", precision="bf16",
                                   capabilities=cpuinfo_capabilities("amd_zen4"))
     assert ready.record.mode == "ipex+jit"

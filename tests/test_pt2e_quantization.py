@@ -68,8 +68,8 @@ def test_a_model_with_nothing_to_quantize_falls_back_with_the_reason(example_bat
 
 def test_the_unquantized_parts_run_in_bf16_only_on_amx():
     assert int8_mixed_bf16(cpuinfo_capabilities("intel_sapphire_rapids"))[0] is True
-    mixed, reason = int8_mixed_bf16(cpuinfo_capabilities("amd_zen4"))
-    assert mixed is False and "no AMX" in reason
+    mixed, choice = int8_mixed_bf16(cpuinfo_capabilities("amd_zen4"))
+    assert mixed is False and choice.step == "int8 float parts" and "no AMX" in choice.reason
 
 
 @pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs Inductor's C++ compiler")

@@ -62,3 +62,17 @@ def auto_attention_candidates(mode: str, precision: str) -> tuple[str, ...]:
     faster, and the other modes have no fused eager-attention kernel.
     """
     return ("sdpa", "eager") if mode == "ipex+jit" and precision in ("bf16", INT8) else ()
+
+
+def auto_contenders(planned: list[str], precision: str) -> tuple[str, ...]:
+    """The planned modes `auto` builds and times against each other at the example's shape, keeping the faster.
+
+    fp32 with both ipex+jit and compile planned: neither wins everywhere. On an Intel Xeon with AMX (legacy
+    stack, random-bert-base, 2026-12-06, docs/benchmarks.md) ipex+jit MKL and compile tied at seq 384 batch 1
+    (223 ms each) and compile led at batch 8 (1521 against 1599-1645 ms), where `auto`, taking ipex+jit
+    unmeasured, ran 1.07x slower than the best. Elsewhere the plan's first mode that builds runs, untimed: in
+    bf16 and int8 the attention is what is measured (`auto_attention_candidates`).
+    """
+    if precision == "fp32" and "ipex+jit" in planned and "compile" in planned:
+        return ("ipex+jit", "compile")
+    return ()

@@ -98,7 +98,7 @@ def ipex_jit_int8(request: BuildRequest) -> Built:
     # (imported here: the policy's bf32 check builds paths through this table)
     from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
 
-    mixed_bf16, why = int8_mixed_bf16(request.capabilities)
+    mixed_bf16, float_parts = int8_mixed_bf16(request.capabilities)
 
     def trace_and_freeze(inputs: dict[str, torch.Tensor]) -> Any:
         # int8-mixed-bf16 as IPEX documents it: traced and frozen under bf16 autocast, so its int8 kernels read
@@ -122,7 +122,7 @@ def ipex_jit_int8(request: BuildRequest) -> Built:
     mixed = ", int8-mixed-bf16" if mixed_bf16 else ""
     built.applied = [f"IPEX static int8 (SmoothQuant alpha {alpha}, {len(calibration)} calibration batches{mixed})"
                      " + trace" + (" + freeze" if options.freeze else "")]
-    built.choices.append(Step("int8 float parts", why))
+    built.choices.append(float_parts)
     return built
 
 
@@ -162,7 +162,7 @@ def compile_int8(request: BuildRequest) -> Built:
     # (imported here: the policy's bf32 check builds paths through this table)
     from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
 
-    mixed_bf16, why = int8_mixed_bf16(request.capabilities)
+    mixed_bf16, float_parts = int8_mixed_bf16(request.capabilities)
     # int8 alone is checked by compile_model against the graph run eagerly (int8's tolerance); int8-mixed-bf16
     # against the same graph run eagerly under autocast, with int8's and bf16's tolerances added: Inductor's
     # fused kernels round in other places (bf16 between the int8 kernels) than the eager quantize/dequantize ops
@@ -179,7 +179,7 @@ def compile_int8(request: BuildRequest) -> Built:
     compiled.applied = ["PT2E int8 (X86InductorQuantizer, dynamic activations)"
                         + (", int8-mixed-bf16" if mixed_bf16 else "") + ", torch.compile"
                         + (" (freezing)" if options.freeze else "")]
-    compiled.choices.append(Step("int8 float parts", why))
+    compiled.choices.append(float_parts)
     return compiled
 
 

@@ -71,8 +71,9 @@ def path_precision(spec: ModeSpec, model: torch.nn.Module, inputs: Mapping[str, 
     return ModeSpec(spec.mode, "fp32"), [Step("precision", reason)]
 
 
-def int8_mixed_bf16(capabilities: CpuCapabilities) -> tuple[bool, str]:
-    """Whether int8 runs what it leaves unquantized (attention, softmax, GELU) in bf16; with the reason.
+def int8_mixed_bf16(capabilities: CpuCapabilities) -> tuple[bool, Step]:
+    """Whether int8 runs what it leaves unquantized (attention, softmax, GELU) in bf16; with the record's
+    "int8 float parts" choice saying why.
 
     Where the CPU has AMX: its bf16 tiles make those parts several times faster than fp32, and the int8
     kernels then read and write bf16 (Inductor's int8-mixed-bf16). Elsewhere they stay fp32: on an
@@ -80,5 +81,6 @@ def int8_mixed_bf16(capabilities: CpuCapabilities) -> tuple[bool, str]:
     it is emulated.
     """
     if capabilities.has_amx:
-        return True, "int8 with the unquantized parts in bf16 (int8-mixed-bf16), as this CPU has AMX"
-    return False, "int8 with the unquantized parts in fp32, as this CPU has no AMX"
+        return True, Step("int8 float parts",
+                          "int8 with the unquantized parts in bf16 (int8-mixed-bf16), as this CPU has AMX")
+    return False, Step("int8 float parts", "int8 with the unquantized parts in fp32, as this CPU has no AMX")
