@@ -14,7 +14,7 @@ from cpu_inference_helpers.bench.__main__ import main as bench_main
 from cpu_inference_helpers.bench.paths import default_paths, parse_shapes
 from cpu_inference_helpers.bench.report import format_markdown, format_table, plot, summarise
 from cpu_inference_helpers.bench.roofline import MatmulPeak, count_model_flops, measure_matmul_peak
-from cpu_inference_helpers.bench.runner import BESIDE_INT8, PathResult, timing_groups, with_bf16_beside_int8
+from cpu_inference_helpers.bench.runner import BF16_BESIDE_INT8, PathResult, timing_groups, with_bf16_beside_int8
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.techniques.capabilities import usable_cpu_count
 from cpu_inference_helpers.techniques.parity import max_abs_difference
@@ -103,7 +103,8 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert [r["path"] for r in results[:7]] == ["eager", "eager (eager attention)", "jit", "auto", "eager:bf16",
                                                 "openvino", "eager:int8"]
     bf16_ran = {r["seq_len"]: not r["fallbacks"] for r in results if r["path"] == "eager:bf16"}
-    beside = [r for r in results if r["path"] == "eager:bf16" + BESIDE_INT8]  # the int8 group timed it too
+    beside = [r for r in results if r["path"] == BF16_BESIDE_INT8]  # the int8 group timed eager:bf16 too
+    assert all(r["ran_as"] == "eager:bf16" for r in beside)
     assert {r["seq_len"] for r in beside} == {seq for seq, ran in bf16_ran.items() if ran}
     if beside:
         assert results[7] in beside and "timed side by side" in printed, printed
@@ -201,7 +202,7 @@ def test_int8_is_compared_with_bf16_timed_beside_it_where_the_int8_group_timed_i
     """The best bf16 path timed again in the int8 group gives the ratio of one round-robin, and is no best path."""
     results = [_timed("eager", "fp32", 10.0, 10.0), _timed("compile:bf16", "bf16", 5.0, 12.0),
                _timed("ipex+jit:bf16", "bf16", 6.0, 12.0), _timed("ipex+jit:int8", "int8", 2.0, 8.0),
-               _timed("compile:bf16" + BESIDE_INT8, "bf16", 3.0, 8.0)]
+               _timed(BF16_BESIDE_INT8, "bf16", 3.0, 8.0)]
     lines = summarise(results)
     assert any("best int8 (ipex+jit:int8) runs 1.50x the best bf16 (compile:bf16; timed side by side)" in line
                for line in lines), lines
@@ -217,7 +218,7 @@ def test_the_int8_group_times_the_best_bf16_path_of_the_bf16_group_again():
                for spec in bf16_group]
     extended = with_bf16_beside_int8(int8_group, specs, earlier)
     assert extended[:-1] == int8_group
-    assert extended[-1].name == "compile:bf16" + BESIDE_INT8
+    assert extended[-1].name == BF16_BESIDE_INT8
     assert (extended[-1].mode, extended[-1].precision) == ("compile", "bf16")
     assert with_bf16_beside_int8(bf16_group, specs, earlier) == bf16_group  # only the int8 group
     assert with_bf16_beside_int8(int8_group, specs, []) == int8_group  # no bf16 timed: nothing to add

@@ -24,7 +24,7 @@ def seen(monkeypatch):
 
 def test_calibration_and_emulated_bf16_go_only_where_honoured(seen, example_batch):
     batches = [example_batch]
-    specs = parse_mode_list("eager,jit:bf16,ipex+jit:int8,auto:int8,eager:int8")
+    specs = parse_mode_list("eager,jit:bf16,ipex+jit:int8,compile:int8,auto:int8,eager:int8")
     prepared = preparation.prepare_modes(build_random_qa_model("random-bert-tiny"), example_batch, specs,
                                          calibration=batches, allow_emulated_bf16=True, warmup_steps=1,
                                          progress=False)
@@ -32,6 +32,7 @@ def test_calibration_and_emulated_bf16_go_only_where_honoured(seen, example_batc
     assert seen["eager:fp32"] == {"warmup_steps": 1}
     assert seen["jit:bf16"] == {"warmup_steps": 1, "allow_emulated_bf16": True}
     assert seen["ipex+jit:int8"] == {"warmup_steps": 1, "calibration": batches}
+    assert seen["compile:int8"] == {"warmup_steps": 1, "calibration": batches}
     assert seen["auto:int8"] == {"warmup_steps": 1, "calibration": batches}
     assert seen["eager:int8"] == {"warmup_steps": 1}
 
@@ -42,4 +43,4 @@ def test_a_calibrating_mode_without_batches_says_it_measures_dynamic_int8(seen, 
                                   parse_mode_list("ipex+jit:int8"), progress=False)
     assert "ipex+jit:int8 was given no calibration batches" in caplog.text and seen["ipex+jit:int8"] == {}
     assert preparation.needs_calibration(parse_mode_list("eager,auto:int8"))
-    assert not preparation.needs_calibration(parse_mode_list("eager,jit:int8,compile:bf16"))
+    assert not preparation.needs_calibration(parse_mode_list("eager,jit:int8,compile:bf16,export:int8"))

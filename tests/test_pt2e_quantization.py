@@ -82,3 +82,29 @@ def test_compile_int8_is_pt2e_int8_with_dynamic_activations(tiny_model, example_
     with torch.no_grad():
         got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits
     assert (got - want).abs().max() < 0.1 * want.abs().max()
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs Inductor's C++ compiler")
+def test_compile_int8_given_calibration_is_static_pt2e_after_smoothquant(tiny_model, example_batch):
+    ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8",
+                                  calibration=[example_batch], smooth_quant_alpha=0.6)
+    assert ready.record.ran_as == "compile:int8", ready.record.summary()
+    applied = " ".join(ready.record.applied)
+    assert "static activations: SmoothQuant alpha 0.6, 1 calibration batches" in applied, applied
+    with torch.no_grad():
+        got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits
+    assert (got - want).abs().max() < 0.1 * want.abs().max()
+
+
+def test_smoothquant_is_for_static_ranges_only(tiny_model, example_batch):
+    with pytest.raises(ValueError, match="SmoothQuant is for static activation ranges"):
+        quantize_pt2e(tiny_model, example_batch, [example_batch], smooth_quant_alpha=0.5)
+
+
+def test_static_pt2e_after_smoothquant_quantizes_every_linear_input_once(tiny_model, example_batch):
+    """The SmoothedLinear wrappers keep the quantizer's view of the Linear layers (strict export's metadata), and
+    query, key and value, sharing their scales, share one quantized input as without SmoothQuant."""
+    plain = quantize_pt2e(tiny_model, example_batch, [example_batch], dynamic_activations=False)
+    smoothed = quantize_pt2e(tiny_model, example_batch, [example_batch], dynamic_activations=False,
+                             smooth_quant_alpha=0.5)
+    assert quantize_node_count(smoothed) == quantize_node_count(plain) > 0

@@ -42,9 +42,8 @@ class _MustNotRun(torch.nn.Module):
     ("jit", "fp32", "allow_emulated_bf16", True),
     ("auto", "fp32", "calibration", []),
     ("jit", "int8", "smooth_quant_alpha", 0.5),
-    ("compile", "int8", "smooth_quant_alpha", 0.5),
+    ("export", "int8", "smooth_quant_alpha", 0.5),
     ("export", "int8", "calibration", []),
-    ("compile", "int8", "calibration", []),
     ("auto", "bf16", "smooth_quant_alpha", 0.5),
 ])
 def test_an_option_the_path_would_ignore_is_refused_before_any_work(mode, precision, option, value, example_batch):
@@ -55,7 +54,9 @@ def test_an_option_the_path_would_ignore_is_refused_before_any_work(mode, precis
 
 
 def test_smooth_quant_alpha_is_honoured_by_static_int8_only_and_checked(example_batch):
-    assert [spec.name for spec, path in PATHS.items() if "smooth_quant_alpha" in path.honours] == ["ipex+jit:int8"]
+    calibrated = ["ipex+jit:int8", "compile:int8"]
+    assert [spec.name for spec, path in PATHS.items() if "smooth_quant_alpha" in path.honours] == calibrated
+    assert [spec.name for spec, path in PATHS.items() if "calibration" in path.honours] == calibrated
     assert "smooth_quant_alpha" in honoured_options(ModeSpec(AUTO, "int8"))
     with pytest.raises(ValueError, match=r"smooth_quant_alpha must lie in \[0, 1\]"):
         prepare_for_inference(_MustNotRun(), example_batch, mode="ipex+jit", precision="int8", smooth_quant_alpha=1.5)

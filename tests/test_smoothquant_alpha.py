@@ -8,6 +8,7 @@ from cpu_inference_helpers.models import load_offline_tokenizer
 from cpu_inference_helpers.qa import smoothquant_alpha
 from cpu_inference_helpers.qa.calibration import calibration_batches, load_calibration_examples
 from cpu_inference_helpers.qa.data import load_examples
+from cpu_inference_helpers.techniques.capabilities import inductor_compiler_available
 from cpu_inference_helpers.techniques.ipex_support import probe_ipex
 
 
@@ -22,19 +23,25 @@ def test_the_judged_questions_are_neither_calibrated_on_nor_scored():
     assert not dev_ids & {example.id for example in examples}
 
 
-def test_bad_alphas_and_a_missing_ipex_are_refused_before_any_work(monkeypatch):
-    if probe_ipex().usable:
-        assert smoothquant_alpha.main(["--alphas", "0.5,1.5", "--model_name_or_path", "random-bert-tiny"]) == 2
-    else:
-        assert smoothquant_alpha.main(["--model_name_or_path", "random-bert-tiny"]) == 2
+def test_bad_alphas_a_bad_mode_and_a_missing_ipex_are_refused_before_any_work(monkeypatch, capsys):
+    assert smoothquant_alpha.main(["--alphas", "0.5,1.5", "--model_name_or_path", "random-bert-tiny"]) == 2
+    assert smoothquant_alpha.main(["--mode", "jit", "--model_name_or_path", "random-bert-tiny"]) == 2
+    assert "the static int8 paths" in capsys.readouterr().err
+    if not probe_ipex().usable:
+        assert smoothquant_alpha.main(["--mode", "ipex+jit", "--model_name_or_path", "random-bert-tiny"]) == 2
+        assert "needs IPEX" in capsys.readouterr().err
+    assert smoothquant_alpha.default_static_int8_mode() == ("ipex+jit" if probe_ipex().usable else "compile")
 
 
-@pytest.mark.skipif(not probe_ipex().usable, reason="IPEX's static int8 (legacy stack)")
-def test_each_alpha_gets_a_row_against_fp32():
+@pytest.mark.parametrize("mode", [
+    pytest.param("ipex+jit", marks=pytest.mark.skipif(not probe_ipex().usable, reason="IPEX's static int8")),
+    pytest.param("compile", marks=pytest.mark.skipif(not inductor_compiler_available(), reason="no C++ compiler")),
+])
+def test_each_alpha_gets_a_row_against_fp32(mode):
     rows = smoothquant_alpha.sweep_alpha("random-bert-tiny", alphas=(0.5, 0.8), calibration_windows=8,
-                                         max_seq_length=128, doc_stride=32)
+                                         max_seq_length=128, doc_stride=32, mode=mode)
     assert [row["alpha"] for row in rows] == ["fp32", 0.5, 0.8] and rows[0]["same_answers"] == 1.0
-    assert [row["ran_as"] for row in rows] == ["eager", "ipex+jit:int8", "ipex+jit:int8"]  # the table's path
+    assert [row["ran_as"] for row in rows] == ["eager", f"{mode}:int8", f"{mode}:int8"]  # the table's path
     assert all(0.0 <= row["same_answers"] <= 1.0 and 0.0 <= row["f1"] <= 100.0 for row in rows)
 
 
@@ -50,7 +57,7 @@ def test_each_alpha_is_built_by_the_tables_static_int8_path_and_a_fallback_is_an
     monkeypatch.setattr(smoothquant_alpha, "prepare_for_inference", fell_back)
     with pytest.raises(RuntimeError, match="static int8 was not built"):
         smoothquant_alpha.sweep_alpha("random-bert-tiny", alphas=(0.3,), calibration_windows=8, max_seq_length=128,
-                                      doc_stride=32)
+                                      doc_stride=32, mode="ipex+jit")
     [options] = asked
     assert (options["mode"], options["precision"], options["smooth_quant_alpha"]) == ("ipex+jit", "int8", 0.3)
     assert len(options["calibration"]) > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from cpu_inference_helpers.bench.paths import REFERENCE
 from cpu_inference_helpers.bench.profiling import Profile
 from cpu_inference_helpers.bench.roofline import MatmulPeak
-from cpu_inference_helpers.bench.runner import BESIDE_INT8, PathResult, best_pytorch_paths
+from cpu_inference_helpers.bench.runner import BF16_BESIDE_INT8, PathResult, best_pytorch_paths
 from cpu_inference_helpers.infra.plotting import pyplot, save_figure
 from cpu_inference_helpers.infra.tables import markdown_table, text_table
 
@@ -42,7 +42,7 @@ def summarise(results: Sequence[PathResult]) -> list[str]:
                 lines.append(f"  auto ({auto.ran_as}) takes {ratio:.2f}x the best {precision} time: "
                              f"{verdict} {AUTO_TOLERANCE - 1:.0%}")
         if "int8" in bests and "bf16" in bests:
-            lines.append(_int8_against_bf16(bests["int8"], bests["bf16"], timed.get(bests["bf16"].path + BESIDE_INT8)))
+            lines.append(_int8_against_bf16(bests["int8"], bests["bf16"], timed.get(BF16_BESIDE_INT8)))
     return lines
 
 

@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 BENCH_CALIBRATION_WINDOWS = 16
 #: How long one shape's timing group may take in its process (preparing ~13 paths at seq 384, batch 8 takes minutes).
 GROUP_TIMEOUT_S = 3600.0
-#: The name suffix of the best bf16 path timed a second time in the int8 group: int8 against bf16 side by side.
-BESIDE_INT8 = " (beside int8)"
+#: The row of the best bf16 path timed a second time in the int8 group (its `ran_as` names the path): int8
+#: against bf16 side by side.
+BF16_BESIDE_INT8 = "best bf16, timed beside int8"
 
 
 @dataclass
@@ -180,11 +181,11 @@ def _roofline_precision(result: PathResult) -> str:
 
 
 def best_pytorch_paths(results: Sequence[PathResult]) -> dict[str, PathResult]:
-    """The fastest PyTorch path per precision (auto, paths that fell back and `BESIDE_INT8` rows excluded)."""
+    """The fastest PyTorch path per precision (auto, paths that fell back and the `BF16_BESIDE_INT8` row excluded)."""
     best: dict[str, PathResult] = {}
     for result in results:
         if (result.family != "pytorch" or result.skipped or result.fallbacks or result.path.startswith("auto")
-                or result.path.endswith(BESIDE_INT8)):
+                or result.path == BF16_BESIDE_INT8):
             continue
         if result.precision not in best or result.median_ms < best[result.precision].median_ms:
             best[result.precision] = result
@@ -232,19 +233,19 @@ def run_shape_in_subprocess(
         group_results = _run_group_in_subprocess(model_name, group, shape, peaks, repeats, threads, profile)
         results += group_results if index == 0 else group_results[1:]
     order = {spec.name: position for position, spec in enumerate(specs)}
-    return sorted(results, key=lambda result: order.get(result.path, len(order)))  # BESIDE_INT8 rows last
+    return sorted(results, key=lambda result: order.get(result.path, len(order)))  # BF16_BESIDE_INT8 last
 
 
 def with_bf16_beside_int8(group: list[PathSpec], specs: Sequence[PathSpec], earlier: Sequence[PathResult]
                           ) -> list[PathSpec]:
-    """`group`, plus the fastest bf16 PyTorch path of `earlier` results (renamed with `BESIDE_INT8`) when
+    """`group`, plus the fastest bf16 PyTorch path of `earlier` results (renamed `BF16_BESIDE_INT8`) when
     `group` holds int8 PyTorch paths: int8's speed-up over bf16 then comes from one round-robin, not from two
     groups whose eager medians differ (20% apart on one steady host: docs/benchmarks.md, 2026-12-06)."""
     best_bf16 = best_pytorch_paths(earlier).get("bf16")
     if best_bf16 is None or not any(spec.precision == INT8 and spec.family == "pytorch" for spec in group):
         return group
     spec = next(spec for spec in specs if spec.name == best_bf16.path)
-    return [*group, replace(spec, name=spec.name + BESIDE_INT8)]
+    return [*group, replace(spec, name=BF16_BESIDE_INT8)]
 
 
 def _run_group_in_subprocess(

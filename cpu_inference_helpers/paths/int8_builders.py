@@ -26,7 +26,7 @@ from cpu_inference_helpers.techniques.dtypes import INT8
 from cpu_inference_helpers.techniques.ipex_support import probe_ipex
 from cpu_inference_helpers.techniques.parity import build_verified_or_eager, max_abs_difference, parity_tolerance
 from cpu_inference_helpers.techniques.precision import Bf16Autocast
-from cpu_inference_helpers.techniques.pt2e_quantization import quantize_pt2e
+from cpu_inference_helpers.techniques.pt2e_quantization import PT2E_SMOOTH_QUANT_ALPHA, quantize_pt2e
 from cpu_inference_helpers.techniques.quantization import (
     SMOOTH_QUANT_ALPHA,
     calibrated_ipex_int8,
@@ -148,15 +148,28 @@ def _warnings_ignored() -> Iterator[None]:
 
 
 def compile_int8(request: BuildRequest) -> Built:
-    """PT2E int8 (dynamic activations, per-channel int8 weights), compiled by Inductor with freezing.
+    """PT2E int8 (per-channel int8 weights), compiled by Inductor with freezing.
 
     `X86InductorQuantizer` on a strict export (`pt2e_quantization`), lowered by `torch.compile` into oneDNN int8
     kernels; on a CPU with AMX inside bf16 autocast (int8-mixed-bf16: the unquantized attention, softmax and
-    GELU in bf16; `precision_policy.int8_mixed_bf16`). Checked against the quantized graph run eagerly.
+    GELU in bf16; `precision_policy.int8_mixed_bf16`). Activation ranges: static, after SmoothQuant (alpha: the
+    `smooth_quant_alpha` option, default `PT2E_SMOOTH_QUANT_ALPHA`), where calibration batches are given;
+    dynamic (measured on every call) otherwise. Checked against the quantized graph run eagerly.
     """
     options = request.options
+    calibration = list(options.calibration)
+    alpha = PT2E_SMOOTH_QUANT_ALPHA if options.smooth_quant_alpha is None else options.smooth_quant_alpha
+    if calibration:
+        activations = f"static activations: SmoothQuant alpha {alpha}, {len(calibration)} calibration batches"
+    else:
+        activations = "dynamic activations"
+        if options.smooth_quant_alpha is not None:
+            logger.warning("compile:int8 was given smooth_quant_alpha but no calibration batches: SmoothQuant "
+                           "needs them, so activation ranges are measured on every call (dynamic) instead")
     try:
-        quantized: torch.nn.Module = quantize_pt2e(request.model, request.inputs)
+        quantized: torch.nn.Module = quantize_pt2e(request.model, request.inputs, calibration,
+                                                   dynamic_activations=not calibration,
+                                                   smooth_quant_alpha=alpha if calibration else None)
     except Exception as error:  # noqa: BLE001 - export refusing the model, or the quantizer failing on it
         raise _unavailable("compile:int8", f"PT2E int8 failed: {error_summary(error)}") from error
     # (imported here: the policy's bf32 check builds paths through this table)
@@ -176,8 +189,8 @@ def compile_int8(request: BuildRequest) -> Built:
         problem = mixed_precision_problem(wrapped, compiled.model, request.inputs)
         if problem:
             raise _unavailable("compile:int8", f"the compiled int8-mixed-bf16 graph failed its check: {problem}")
-    compiled.applied = ["PT2E int8 (X86InductorQuantizer, dynamic activations)"
-                        + (", int8-mixed-bf16" if mixed_bf16 else "") + ", torch.compile"
+    compiled.applied = [f"PT2E int8 (X86InductorQuantizer, {activations}"
+                        + (", int8-mixed-bf16" if mixed_bf16 else "") + "), torch.compile"
                         + (" (freezing)" if options.freeze else "")]
     compiled.choices.append(float_parts)
     return compiled

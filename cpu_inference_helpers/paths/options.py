@@ -20,9 +20,10 @@ OPTIONS: dict[str, str] = {
     "dynamic_shapes": "dynamic shapes: torch.compile's (compile paths in fp32, bf16, bf32); export's batch and "
                       "sequence dimensions (export paths; default dynamic)",
     "package_path": "where the export paths write their AOTInductor package (.pt2; default: a temporary file)",
-    "calibration": "batches for static int8's activation ranges (ipex+jit:int8 only)",
-    "smooth_quant_alpha": "SmoothQuant's migration strength in [0, 1] for static int8 (ipex+jit:int8 only; "
-                          "default `quantization.SMOOTH_QUANT_ALPHA`)",
+    "calibration": "batches for static int8's activation ranges (ipex+jit:int8, compile:int8)",
+    "smooth_quant_alpha": "SmoothQuant's migration strength in [0, 1] for static int8 (ipex+jit:int8: "
+                          "default `quantization.SMOOTH_QUANT_ALPHA`; compile:int8: "
+                          "`pt2e_quantization.PT2E_SMOOTH_QUANT_ALPHA`)",
     "allow_emulated_bf16": "run bf16 where the CPU has no native bf16 (bf16 requests only)",
 }
 

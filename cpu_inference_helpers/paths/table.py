@@ -107,7 +107,8 @@ def fallback_chains(spec: ModeSpec) -> Iterator[list[ModeSpec]]:
 _BASIC = frozenset({"warmup_steps"})
 _GRAPH = frozenset({"freeze", "warmup_steps", "verify"})
 _EXPORT = _GRAPH | {"dynamic_shapes", "package_path"}
-_STATIC_INT8 = frozenset({"freeze", "warmup_steps", "calibration", "smooth_quant_alpha"})
+_CALIBRATED = frozenset({"calibration", "smooth_quant_alpha"})
+_STATIC_INT8 = frozenset({"freeze", "warmup_steps"}) | _CALIBRATED
 
 
 def _float_entries(precision: str) -> list[PathBuilder]:
@@ -141,8 +142,9 @@ def _int8_entries() -> list[PathBuilder]:
         PathBuilder(ModeSpec("ipex+jit", INT8), int8_builders.ipex_jit_int8, _STATIC_INT8,
                     "IPEX static int8 with SmoothQuant, traced + frozen (no eager reference to verify against)",
                     fallback=jit),
-        PathBuilder(ModeSpec("compile", INT8), int8_builders.compile_int8, _GRAPH,
-                    "PT2E int8 (X86InductorQuantizer, dynamic activations), torch.compile", fallback=eager),
+        PathBuilder(ModeSpec("compile", INT8), int8_builders.compile_int8, _GRAPH | _CALIBRATED,
+                    "PT2E int8 (X86InductorQuantizer; static activations with SmoothQuant given calibration, else "
+                    "dynamic), torch.compile", fallback=eager),
         PathBuilder(ModeSpec("export", INT8), int8_builders.export_int8, _EXPORT,
                     "torchao int8 dynamic activations + int8 weights, torch.export + AOTInductor package",
                     fallback=eager),

@@ -35,10 +35,14 @@ import torch
 
 from cpu_inference_helpers.infra.log_levels import logger_level
 from cpu_inference_helpers.techniques.dynamic_shapes import batch_and_sequence_dims, batch_of_two_if_one, sequence_bound
+from cpu_inference_helpers.techniques.smoothquant import smooth_linear_inputs
 
 logger = logging.getLogger(__name__)
 
 Batch = Mapping[str, torch.Tensor]
+
+#: SmoothQuant's alpha for static PT2E int8 (`compile:int8` given calibration batches).
+PT2E_SMOOTH_QUANT_ALPHA = 1.0
 
 
 class Pt2eApi(NamedTuple):
@@ -77,11 +81,12 @@ def _export_dynamic(model: torch.nn.Module, inputs: Batch) -> torch.fx.GraphModu
 
 
 def quantize_pt2e(model: torch.nn.Module, example_inputs: Batch, calibration: Iterable[Batch] | None = None,
-                  dynamic_activations: bool = True) -> torch.fx.GraphModule:
+                  dynamic_activations: bool = True, smooth_quant_alpha: float | None = None) -> torch.fx.GraphModule:
     """A PT2E int8 graph of a copy of `model`: strict export, X86InductorQuantizer, calibrate, convert.
 
     `dynamic_activations`: activation ranges measured on each call (no calibration needed: `example_inputs`
     runs the observers once); False: static ranges from `calibration` (required, a ValueError without).
+    `smooth_quant_alpha` (static only): SmoothQuant on the calibration batches first (`smoothquant`).
     The result runs eagerly as quantize / dequantize around fp32 kernels (the reference to check against);
     `torch.compile` with freezing lowers it to oneDNN's int8 kernels. Raises RuntimeError when no Linear
     layer was quantized, and whatever export or the quantizer raise.
@@ -89,9 +94,15 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: Batch, calibration: It
     batches = list(calibration or [])
     if not dynamic_activations and not batches:
         raise ValueError("static PT2E int8 needs calibration batches (calibration=[...]) for its activation ranges")
+    if smooth_quant_alpha is not None and dynamic_activations:
+        raise ValueError("SmoothQuant is for static activation ranges: pass dynamic_activations=False")
     api = pt2e_api()
     x86 = api.x86_inductor_quantizer
+    if smooth_quant_alpha is not None:
+        model = smooth_linear_inputs(model, batches, smooth_quant_alpha)  # a copy
     graph = _export_dynamic(copy.deepcopy(model).eval(), dict(example_inputs))
+    if smooth_quant_alpha is not None:
+        merge_repeated_multiplications(graph)  # query, key, value: one divided input, quantized once
     config = x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic_activations)
     quantizer = x86.X86InductorQuantizer().set_global(config)
     with torch.no_grad(), warnings.catch_warnings():
@@ -104,6 +115,27 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: Batch, calibration: It
         raise RuntimeError("the quantizer annotated no Linear layer: nothing was quantized")
     api.allow_exported_model_train_eval(quantized)  # .eval() (the front door calls it) is refused otherwise
     return quantized
+
+
+def merge_repeated_multiplications(graph: torch.fx.GraphModule) -> int:
+    """Merge `aten.mul.Tensor` nodes of `graph` that multiply the same two nodes (a pure op: one result serves
+    every user); returns how many were removed. SmoothQuant's query, key and value each divide the one input
+    they share by the one scale tensor they share; merged, the quantizer sees one input and quantizes it once."""
+    first: dict[tuple[Any, ...], torch.fx.Node] = {}
+    removed = 0
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target != torch.ops.aten.mul.Tensor or node.kwargs:
+            continue
+        key = tuple(node.args)
+        if key in first:
+            node.replace_all_uses_with(first[key])
+            graph.graph.erase_node(node)
+            removed += 1
+        else:
+            first[key] = node
+    if removed:
+        graph.recompile()
+    return removed
 
 
 def quantize_node_count(graph: torch.fx.GraphModule) -> int:
