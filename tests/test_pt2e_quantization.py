@@ -8,6 +8,7 @@ from conftest import cpuinfo_capabilities
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.paths.int8_builders import mixed_precision_problem
 from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
 from cpu_inference_helpers.techniques.capabilities import cached_capabilities, inductor_compiler_available
 from cpu_inference_helpers.techniques.precision import Bf16Autocast
@@ -108,3 +109,26 @@ def test_static_pt2e_after_smoothquant_quantizes_every_linear_input_once(tiny_mo
     smoothed = quantize_pt2e(tiny_model, example_batch, [example_batch], dynamic_activations=False,
                              smooth_quant_alpha=0.5)
     assert quantize_node_count(smoothed) == quantize_node_count(plain) > 0
+
+
+class _Fixed(torch.nn.Module):
+    """Returns the logits it was given, whatever the inputs: a stand-in for a graph with known outputs."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, **inputs):
+        return {"start_logits": self.logits}
+
+
+def test_the_mixed_precision_check_forgives_a_few_outliers_not_a_different_graph():
+    """One logit of 768 across a static int8 step passes; every logit off, or a wrong shape, does not."""
+    logits = torch.linspace(-8.0, 8.0, 768).reshape(2, 384)
+    tolerance = 0.15 * 8.0  # int8's 1e-1 and bf16's 5e-2 of the output scale
+    one_outlier = logits.clone()
+    one_outlier[0, 5] += 10 * tolerance
+    assert mixed_precision_problem(_Fixed(logits), _Fixed(one_outlier), {}) is None
+    problem = mixed_precision_problem(_Fixed(logits), _Fixed(logits + 2 * tolerance), {})
+    assert problem and "at the 99% quantile" in problem
+    assert mixed_precision_problem(_Fixed(logits), _Fixed(logits[:, :100]), {})

@@ -42,6 +42,18 @@ def max_abs_difference(reference: Any, candidate: Any) -> float:
     return max((a.float() - b.float()).abs().max().item() for a, b in zip(ref, cand, strict=True))
 
 
+def abs_difference_quantile(reference: Any, candidate: Any, quantile: float) -> float:
+    """The `quantile` (in [0, 1]) of the absolute differences between two model outputs' elements, in fp32;
+    inf if their shapes differ. 1.0 is `max_abs_difference`."""
+    ref, cand = flatten_outputs(reference), flatten_outputs(candidate)
+    if len(ref) != len(cand) or any(a.shape != b.shape for a, b in zip(ref, cand, strict=True)):
+        return float("inf")
+    if not ref:
+        return 0.0
+    differences = torch.cat([(a.float() - b.float()).abs().flatten() for a, b in zip(ref, cand, strict=True)])
+    return torch.quantile(differences, quantile).item()
+
+
 def parity_tolerance(dtype: str | torch.dtype, reference: Any) -> float:
     """The absolute difference accepted between two runs of the same model in `dtype`.
 
