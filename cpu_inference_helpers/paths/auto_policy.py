@@ -24,7 +24,8 @@ def auto_plan(process: str = LONG_RUNNING, capabilities: CpuCapabilities | None 
     weight freezing also packs the weights for oneDNN; torch.export + AOTInductor builds the same kernels
     ahead of time (tried when compile fell back); TorchScript jit needs no compiler; eager always works.
     The compiled modes are planned where the report (`capabilities`, this machine's when omitted) found
-    Inductor's C++ compiler.
+    Inductor's C++ compiler. Where the plan's first working mode is one of `auto_contenders` (fp32: ipex+jit
+    and compile), the others are built too and the one timed faster at the example's shape runs.
 
     A short-lived process (a batch job, a serverless call) pays set-up every time: compiling (compile,
     export) costs it tens of seconds (`python -m cpu_inference_helpers.bench.cold_start`, docs/deployment.md),
