@@ -208,21 +208,22 @@ def _auto_build(model: torch.nn.Module, precision: str, attention: str | None, o
                                           + "; ".join(str(step) for step in built.fallbacks)))
             built.fallbacks = []  # told by the step above
             continue
-        rivals = {}
+        rivals, untimed = {}, []
         if candidate in contenders:
             for rival in contenders[contenders.index(candidate) + 1:]:
                 pair = build(rival)
                 if pair[0].mode == rival:
                     rivals[rival] = pair
                 else:  # the chosen path did not fall back: a choice, not a fallback of the result
-                    choices.append(Step("auto", f"{rival} was to be timed against {candidate} but fell back: "
+                    untimed.append(Step("auto", f"{rival} was to be timed against {candidate} but fell back: "
                                                 + "; ".join(str(step) for step in pair[0].fallbacks)))
         if not rivals:
-            choices.append(Step("auto", f"chose {candidate}: {reason}"))
+            choices += [Step("auto", f"chose {candidate}: {reason}"), *untimed]
             return built, eager_model, choices, fallbacks
         builds = {candidate: (built, eager_model), **rivals}
         fastest, measured = _fastest({name: pair[0] for name, pair in builds.items()}, inputs)
-        choices.append(Step("auto", f"chose {fastest}, the faster of {measured} ({fastest}: {reasons[fastest]})"))
+        choices += [Step("auto", f"chose {fastest}, the faster of {measured} ({fastest}: {reasons[fastest]})"),
+                    *untimed]
         return *builds[fastest], choices, fallbacks
     raise AssertionError("auto's plan ends with eager, which always builds")
 

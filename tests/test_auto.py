@@ -162,6 +162,22 @@ def test_auto_in_fp32_keeps_the_mode_measured_faster_at_the_example_shape(faster
 
 
 @requires_ipex
+@pytest.mark.skipif(not inductor_compiler_available(), reason="no C++ compiler for torch.compile here")
+def test_auto_in_fp32_keeps_ipex_jit_untimed_when_compile_falls_back(monkeypatch, tiny_model, example_batch):
+    """The rival that fell back is said among the choices; the result itself did not fall back."""
+    def no_compile(*args, **kwargs):
+        raise RuntimeError("no compiler today")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    ready = prepare_for_inference(tiny_model, example_batch, mode="auto", dynamic_shapes=False)
+    assert ready.record.mode == "ipex+jit" and not ready.record.fell_back, ready.record.summary()
+    first, second = ready.record.choices[:2]
+    assert first.reason.startswith("chose ipex+jit: IPEX is usable")
+    assert second.step == "auto" and second.reason.startswith("compile was to be timed against ipex+jit but fell back")
+    assert "no compiler today" in second.reason
+
+
+@requires_ipex
 @requires_native_bf16  # IPEX's bf16 weight prepack needs AVX-512 (or AVX-NE-CONVERT)
 @pytest.mark.parametrize("faster", ["sdpa", "eager"])
 def test_auto_keeps_the_attention_measured_faster_at_the_example_shape(faster, monkeypatch, tiny_model,
