@@ -32,26 +32,27 @@ def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
     return [tensor for item in items for tensor in flatten_outputs(item)]
 
 
-def max_abs_difference(reference: Any, candidate: Any) -> float:
-    """Largest absolute difference between two model outputs, in fp32; inf if their shapes differ."""
+def _element_differences(reference: Any, candidate: Any) -> torch.Tensor | None:
+    """The absolute differences of two model outputs' elements, flattened into one fp32 tensor; None if the
+    outputs' structures or shapes differ."""
     ref, cand = flatten_outputs(reference), flatten_outputs(candidate)
     if len(ref) != len(cand) or any(a.shape != b.shape for a, b in zip(ref, cand, strict=True)):
-        return float("inf")
-    if not ref:
-        return 0.0
-    return max((a.float() - b.float()).abs().max().item() for a, b in zip(ref, cand, strict=True))
+        return None
+    differences = [(a.float() - b.float()).abs().flatten() for a, b in zip(ref, cand, strict=True)]
+    return torch.cat(differences) if differences else torch.zeros(1)
+
+
+def max_abs_difference(reference: Any, candidate: Any) -> float:
+    """Largest absolute difference between two model outputs, in fp32; inf if their shapes differ."""
+    differences = _element_differences(reference, candidate)
+    return float("inf") if differences is None else differences.max().item()
 
 
 def abs_difference_quantile(reference: Any, candidate: Any, quantile: float) -> float:
     """The `quantile` (in [0, 1]) of the absolute differences between two model outputs' elements, in fp32;
     inf if their shapes differ. 1.0 is `max_abs_difference`."""
-    ref, cand = flatten_outputs(reference), flatten_outputs(candidate)
-    if len(ref) != len(cand) or any(a.shape != b.shape for a, b in zip(ref, cand, strict=True)):
-        return float("inf")
-    if not ref:
-        return 0.0
-    differences = torch.cat([(a.float() - b.float()).abs().flatten() for a, b in zip(ref, cand, strict=True)])
-    return torch.quantile(differences, quantile).item()
+    differences = _element_differences(reference, candidate)
+    return float("inf") if differences is None else torch.quantile(differences, quantile).item()
 
 
 def parity_tolerance(dtype: str | torch.dtype, reference: Any) -> float:
