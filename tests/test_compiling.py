@@ -6,7 +6,9 @@ import torch
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_for_inference
 from cpu_inference_helpers.techniques.compiling import (
+    GEMM_AUTOTUNE_SETTINGS,
     RECOMPILE_LIMIT,
+    FreezingCompiled,
     compile_model,
     linear_kernels,
     reads_linear_weights_each_call,
@@ -18,6 +20,24 @@ def torch_release() -> tuple[int, int]:
     """PyTorch's (major, minor) version."""
     major, minor = torch.__version__.split(".")[:2]
     return int(major), int(minor)
+
+
+def test_gemm_autotuning_covers_the_first_compilation_only():
+    """The build's warm-up (the example's shape) compiles with kernels timed; a later shape compiles without."""
+    seen = []
+
+    def compiled(**inputs):  # stands in for the compiled model: records the Inductor settings a compilation sees
+        seen.append({name: getattr(torch._inductor.config, name) for name in GEMM_AUTOTUNE_SETTINGS})
+        return inputs
+
+    model = FreezingCompiled(compiled, freezing=True, gemm_autotune=True)
+    model(x=1)
+    model(x=2)
+    assert seen[0] == GEMM_AUTOTUNE_SETTINGS and seen[1] != seen[0]
+    assert not torch._inductor.config.max_autotune_gemm  # restored after the call
+    plain = FreezingCompiled(compiled, freezing=True)
+    plain(x=1)
+    assert seen[2] == seen[1]
 
 
 def test_compiled_model_matches_eager(example_batch):

@@ -4,7 +4,9 @@ import logging
 
 import pytest
 import torch
+import torch._inductor.config as inductor_config
 from conftest import cpuinfo_capabilities
+from torch._dynamo.utils import counters
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers.optimize import prepare_for_inference
@@ -75,10 +77,13 @@ def test_the_unquantized_parts_run_in_bf16_only_on_amx():
 
 @pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs Inductor's C++ compiler")
 def test_compile_int8_is_pt2e_int8_with_dynamic_activations(tiny_model, example_batch):
-    ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8")
+    autotuned_before = counters["inductor"]["select_algorithm_autotune"]
+    with inductor_config.patch(force_disable_caches=True):
+        ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8")
     assert ready.record.ran_as == "compile:int8", ready.record.summary()
     applied = " ".join(ready.record.applied)
     assert "PT2E int8" in applied and "dynamic activations" in applied
+    assert "GEMMs autotuned" not in applied and counters["inductor"]["select_algorithm_autotune"] == autotuned_before
     assert ("int8-mixed-bf16" in applied) == cached_capabilities().has_amx
     with torch.no_grad():
         got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits
@@ -87,11 +92,16 @@ def test_compile_int8_is_pt2e_int8_with_dynamic_activations(tiny_model, example_
 
 @pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs Inductor's C++ compiler")
 def test_compile_int8_given_calibration_is_static_pt2e_after_smoothquant(tiny_model, example_batch):
-    ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8",
-                                  calibration=[example_batch], smooth_quant_alpha=0.6)
+    """...and its matrix products' kernels are chosen by timing (Inductor's GEMM autotuning, caches off so that
+    an earlier run's compiled graph cannot stand in for the compilation)."""
+    autotuned_before = counters["inductor"]["select_algorithm_autotune"]
+    with inductor_config.patch(force_disable_caches=True):
+        ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8",
+                                      calibration=[example_batch], smooth_quant_alpha=0.6)
     assert ready.record.ran_as == "compile:int8", ready.record.summary()
     applied = " ".join(ready.record.applied)
     assert "static activations: SmoothQuant alpha 0.6, 1 calibration batches" in applied, applied
+    assert "GEMMs autotuned" in applied and counters["inductor"]["select_algorithm_autotune"] > autotuned_before
     with torch.no_grad():
         got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits
     assert (got - want).abs().max() < 0.1 * want.abs().max()

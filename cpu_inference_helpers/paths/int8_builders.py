@@ -172,7 +172,9 @@ def compile_int8(request: BuildRequest) -> Built:
     kernels; on a CPU with AMX inside bf16 autocast (int8-mixed-bf16: the unquantized attention, softmax and
     GELU in bf16; `precision_policy.int8_mixed_bf16`). Activation ranges: static, after SmoothQuant (alpha: the
     `smooth_quant_alpha` option, default `PT2E_SMOOTH_QUANT_ALPHA`), where calibration batches are given;
-    dynamic (measured on every call) otherwise. Checked against the quantized graph run eagerly.
+    dynamic (measured on every call) otherwise. With static ranges Inductor times its C++ GEMM templates against
+    oneDNN for each matrix product (`compiling.GEMM_AUTOTUNE_SETTINGS`). Checked against the quantized graph run
+    eagerly.
     """
     options = request.options
     calibration = list(options.calibration)
@@ -198,18 +200,21 @@ def compile_int8(request: BuildRequest) -> Built:
     # against the same graph run eagerly under autocast, with int8's and bf16's tolerances added: Inductor's
     # fused kernels round in other places (bf16 between the int8 kernels) than the eager quantize/dequantize ops
     wrapped = Bf16Autocast(quantized) if mixed_bf16 else quantized
+    # static ranges: Inductor's C++ GEMM templates (quantization fused around the AMX / VNNI micro-kernel) are
+    # timed against oneDNN's qlinear per matrix product (1.11x end to end at seq 384 batch 1 on AMX, docs/int8.md)
     compiled = compile_model(wrapped, request.inputs, dtype=INT8,
                              freezing=options.freeze, warmup_steps=options.warmup_steps,
-                             verify=options.verify and not mixed_bf16)
+                             verify=options.verify and not mixed_bf16, gemm_autotune=bool(calibration))
     if compiled.fell_back:
         raise _unavailable("compile:int8", f"torch.compile of the PT2E int8 graph failed: {compiled.reason}")
     if mixed_bf16 and options.verify:
         problem = mixed_precision_problem(wrapped, compiled.model, request.inputs)
         if problem:
             raise _unavailable("compile:int8", f"the compiled int8-mixed-bf16 graph failed its check: {problem}")
+    settings = [name for name, on in (("freezing", options.freeze), ("GEMMs autotuned", bool(calibration))) if on]
     compiled.applied = [f"PT2E int8 (X86InductorQuantizer, {activations}"
                         + (", int8-mixed-bf16" if mixed_bf16 else "") + "), torch.compile"
-                        + (" (freezing)" if options.freeze else "")]
+                        + (f" ({', '.join(settings)})" if settings else "")]
     compiled.choices.append(float_parts)
     return compiled
 

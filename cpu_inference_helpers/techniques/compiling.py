@@ -47,6 +47,11 @@ logger = logging.getLogger(__name__)
 
 #: Dynamo's per-function cache limit while a `FreezingCompiled` model runs (Dynamo's default: 8).
 RECOMPILE_LIMIT = 64
+#: Inductor settings under which each matrix product's kernel is chosen by timing: Inductor's C++ GEMM templates
+#: (AMX or AVX-512 VNNI micro-kernels with the following element-wise ops fused in) against oneDNN's kernel
+#: ("ATEN"), at compile time on the shapes at hand; the timing reports Inductor would print are turned off.
+GEMM_AUTOTUNE_SETTINGS: dict[str, Any] = {
+    "max_autotune_gemm": True, "max_autotune_gemm_backends": "CPP,ATEN", "autotune_num_choices_displayed": 0}
 
 
 class FreezingCompiled:
@@ -59,20 +64,25 @@ class FreezingCompiled:
     changing the model's weights afterwards does not change this model's outputs (as with
     `torch.jit.freeze`; except fp32 at dynamic shapes on torch 2.8, see the module docstring).
     The two settings are patched per call, not set at build time, because Dynamo reads them whenever a
-    new input shape makes it compile again; they are restored after each call.
+    new input shape makes it compile again; they are restored after each call. `gemm_autotune`: the first
+    call (the build's warm-up on the example's shape) also runs under `GEMM_AUTOTUNE_SETTINGS`.
     """
 
-    def __init__(self, compiled: Callable[..., Any], freezing: bool):
+    def __init__(self, compiled: Callable[..., Any], freezing: bool, gemm_autotune: bool = False):
         self.compiled = compiled
         self.freezing = freezing
+        self.gemm_autotune = gemm_autotune
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Process-wide settings, patched for this call only and restored after it, under the lock that keeps
         # another thread's call from seeing them (`precision.GLOBAL_SWITCHES_LOCK`).
         with GLOBAL_SWITCHES_LOCK:
             limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
-            with inductor_config.patch(freezing=self.freezing), dynamo_config.patch(recompile_limit=limit):
-                return self.compiled(*args, **kwargs)
+            settings = {"freezing": self.freezing, **(GEMM_AUTOTUNE_SETTINGS if self.gemm_autotune else {})}
+            with inductor_config.patch(settings), dynamo_config.patch(recompile_limit=limit):
+                outputs = self.compiled(*args, **kwargs)
+            self.gemm_autotune = False  # the first call's shape only: a new shape compiles without timing kernels
+            return outputs
 
 
 def compile_model(
@@ -83,6 +93,7 @@ def compile_model(
     warmup_steps: int = 2,
     verify: bool = True,
     dynamic: bool = False,
+    gemm_autotune: bool = False,
 ) -> Built:
     """Compile `model` with Inductor, warm it up on `example_inputs`, and check it against eager.
 
@@ -100,11 +111,16 @@ def compile_model(
             of 1 are still specialised). With freezing on torch 2.13 this also moves fp32 Linear layers
             from MKL to oneDNN with fused GELU / Add (see the module docstring;
             `kernel_choice.choose_compile_shapes` measures which is faster).
+        gemm_autotune: time Inductor's C++ GEMM templates against oneDNN for each matrix product while compiling
+            for the example's shape and keep the faster (`GEMM_AUTOTUNE_SETTINGS`; compiling takes about 30 s
+            more for bert-base's int8 graph on 2 vCPUs, so other shapes compile later without it). For int8
+            graphs, whose templates fuse the quantization around the AMX / VNNI kernel (`compile:int8` with
+            static ranges turns it on).
     """
     precision_name(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
 
     def compile_(inputs: dict[str, torch.Tensor]) -> FreezingCompiled:
-        return FreezingCompiled(torch.compile(model, backend="inductor", dynamic=dynamic), freezing)
+        return FreezingCompiled(torch.compile(model, backend="inductor", dynamic=dynamic), freezing, gemm_autotune)
 
     built = build_verified_or_eager(model, example_inputs, compile_, mode="compile", dtype=dtype,
                                     what="the compiled model's", warmup_steps=warmup_steps, verify=verify)
@@ -113,7 +129,8 @@ def compile_model(
     else:
         built.frozen = freezing
         built.applied.append("torch.compile (inductor" + (", freezing" if freezing else "")
-                             + (", dynamic shapes)" if dynamic else ")"))
+                             + (", dynamic shapes" if dynamic else "")
+                             + (", GEMMs autotuned" if gemm_autotune else "") + ")")
     return built
 
 
