@@ -49,9 +49,14 @@ logger = logging.getLogger(__name__)
 RECOMPILE_LIMIT = 64
 #: Inductor settings under which each matrix product's kernel is chosen by timing: Inductor's C++ GEMM templates
 #: (AMX or AVX-512 VNNI micro-kernels with the following element-wise ops fused in) against oneDNN's kernel
-#: ("ATEN"), at compile time on the shapes at hand; the timing reports Inductor would print are turned off.
+#: ("ATEN"), at compile time on the shapes at hand; the timing reports Inductor would write to stderr are turned
+#: off (the second switch exists from torch 2.9 on).
 GEMM_AUTOTUNE_SETTINGS: dict[str, Any] = {
-    "max_autotune_gemm": True, "max_autotune_gemm_backends": "CPP,ATEN", "autotune_num_choices_displayed": 0}
+    name: value
+    for name, value in {"max_autotune_gemm": True, "max_autotune_gemm_backends": "CPP,ATEN",
+                        "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}.items()
+    if hasattr(inductor_config, name)
+}
 
 
 class FreezingCompiled:
