@@ -13,7 +13,7 @@ from cpu_inference_helpers.bench import peers
 from cpu_inference_helpers.bench.__main__ import main as bench_main
 from cpu_inference_helpers.bench.paths import default_paths, parse_shapes
 from cpu_inference_helpers.bench.report import format_markdown, format_table, plot, summarise
-from cpu_inference_helpers.bench.roofline import MatmulPeak, count_model_flops, measure_matmul_peak
+from cpu_inference_helpers.bench.roofline import MatmulPeak, count_model_flops, host_drift, measure_matmul_peak
 from cpu_inference_helpers.bench.runner import BF16_BESIDE_INT8, PathResult, timing_groups, with_bf16_beside_int8
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.techniques.capabilities import usable_cpu_count
@@ -119,6 +119,10 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert ran_as[("jit", 32)] == "jit" and ran_as[("eager:bf16", 48)] == "eager:bf16"
     assert ran_as[("auto", 32)].startswith("auto -> ") and ran_as[("eager:int8", 32)] == "eager:int8"
     assert payload["metadata"]["roofline"]["int8"]["gflops"] > 0
+    assert payload["metadata"]["roofline_after"]["bf16"]["gflops"] > 0  # measured again after the shapes
+    drift = [line for line in payload["summary"] if "host speed" in line or "UNSTEADY" in line]
+    assert payload["summary"][-len(drift):] == drift and drift[0].startswith("host speed during the run")
+    assert drift[0] in printed and markdown[-len(drift):] == drift
     for result in results:
         if not result["skipped"]:
             if result["path"] == "eager":  # eager against itself in the same round-robin
@@ -333,3 +337,17 @@ def test_a_shape_whose_process_fails_becomes_skipped_rows_with_the_reason(tmp_pa
                                     (32, 1), {}, repeats=1, threads=1, profile=False)
     assert [row.path for row in rows] == ["eager", "jit"]
     assert all("failed in its process" in row.skipped and "no-such-model" in row.skipped for row in rows)
+
+
+def _peaks(**gflops: float) -> dict[str, MatmulPeak]:
+    return {name: MatmulPeak(name, value, "test", (1, 1, 1), []) for name, value in gflops.items()}
+
+
+def test_a_host_whose_speed_moved_during_the_run_is_called_unsteady():
+    steady = host_drift(_peaks(fp32=300, bf16=2400), _peaks(fp32=290, bf16=2200))
+    assert steady == ["host speed during the run, matmul roofline after / before: fp32 0.97x (300 -> 290), "
+                      "bf16 0.92x (2400 -> 2200)"]
+    slowed = host_drift(_peaks(fp32=300, bf16=2400), _peaks(fp32=290, bf16=800))
+    assert len(slowed) == 2 and "UNSTEADY HOST (bf16 moved more than 25%)" in slowed[1]
+    sped_up = host_drift(_peaks(int8=1500), _peaks(int8=5000))
+    assert "UNSTEADY HOST (int8" in sped_up[1] and "side by side" in sped_up[1]

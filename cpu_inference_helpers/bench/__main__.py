@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from cpu_inference_helpers.bench import __doc__ as PACKAGE_DOC
 from cpu_inference_helpers.bench.paths import REFERENCE, PathSpec, default_paths, parse_shapes
 from cpu_inference_helpers.bench.report import format_markdown, format_table, plot, summarise
-from cpu_inference_helpers.bench.roofline import ROOFLINE_PRECISIONS, measure_matmul_peak
+from cpu_inference_helpers.bench.roofline import ROOFLINE_PRECISIONS, host_drift, measure_matmul_peak
 from cpu_inference_helpers.bench.runner import run_shape_in_subprocess
 from cpu_inference_helpers.infra.cli import DataclassArgumentParser, UsageError, write_output_files
 from cpu_inference_helpers.infra.cli_logging import LogSetup
@@ -103,6 +103,9 @@ def run_benchmark(parser: DataclassArgumentParser, flags: BenchFlags) -> int:
     for shape in tqdm(flags.shapes, desc="shapes"):
         results += run_shape_in_subprocess(flags.model_name_or_path, flags.path_specs(), shape, peaks, flags.repeats,
                                            threads, not flags.no_profile)
+    logger.info("measuring the matmul roofline again: did the host's speed hold during the run?")
+    peaks_after = {name: measure_matmul_peak(name) for name in ROOFLINE_PRECISIONS}
+    drift = host_drift(peaks, peaks_after)
 
     title = (f"{flags.model_name_or_path}, {capabilities.model_name}, {threads} threads; roofline fp32 "
              f"{peaks['fp32'].gflops:.0f} / bf16 {peaks['bf16'].gflops:.0f} GFLOP/s, "
@@ -111,19 +114,21 @@ def run_benchmark(parser: DataclassArgumentParser, flags: BenchFlags) -> int:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "model": flags.model_name_or_path, "threads": threads, "repeats": flags.repeats,
         "roofline": {name: peak.as_dict() for name, peak in peaks.items()},
+        "roofline_after": {name: peak.as_dict() for name, peak in peaks_after.items()},
         "machine": capabilities.as_dict(),
     }
-    payload = {"metadata": metadata, "results": [r.as_dict() for r in results], "summary": summarise(results)}
+    summary = summarise(results) + drift
+    payload = {"metadata": metadata, "results": [r.as_dict() for r in results], "summary": summary}
     write_output_files(output_dir, {  # both files or neither
         "bench.json": json.dumps(payload, indent=2, default=str) + "\n",
-        "bench.md": f"{title}\n\n{format_markdown(results)}\n",
+        "bench.md": f"{title}\n\n{format_markdown(results)}\n\n" + "\n".join(drift) + "\n",
     })
     print(f"\n{title}\n")
     for name, peak in peaks.items():
         print(f"matmul roofline {name}: {peak.gflops:.0f} GFLOP/s ({peak.backend}, M,K,N={peak.shape})")
     print()
     print(format_table(results))
-    print("\nsummary:\n" + "\n".join(summarise(results)))
+    print("\nsummary:\n" + "\n".join(summary))
     plot(output_dir / "bench.png", results, peaks, title)  # last: the numbers are written and printed already
     print(f"\nwrote {output_dir}/bench.json, bench.md, bench.png")
     return 0

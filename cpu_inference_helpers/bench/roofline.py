@@ -171,6 +171,34 @@ def measure_matmul_peak(
     return MatmulPeak(name, best["gflops"], best["backend"], best["shape"], measurements)
 
 
+#: How far (as a ratio, either way) the roofline measured after a run may move from the one measured before it
+#: before the run is called unsteady: the best-of-5 roofline of one host agrees within about 10% between runs.
+STEADY_HOST_RATIO = 1.25
+
+
+def host_drift(before: Mapping[str, MatmulPeak], after: Mapping[str, MatmulPeak],
+               steady_ratio: float = STEADY_HOST_RATIO) -> list[str]:
+    """The summary's lines on how the host's speed moved during a run: the rooflines measured before and after
+    it, per precision, and where any moved by more than `steady_ratio`, a line saying which numbers still hold.
+
+    Shared and throttled hosts change speed by the minute (a 2 vCPU VM whose AMX throughput swung 3x within one
+    benchmark, docs/benchmarks.md): then the ratios timed side by side in one group hold, milliseconds compared
+    across groups and shares of the roofline do not.
+    """
+    moved = {name: after[name].gflops / before[name].gflops for name in before
+             if name in after and before[name].gflops > 0}
+    lines = ["host speed during the run, matmul roofline after / before: "
+             + ", ".join(f"{name} {ratio:.2f}x ({before[name].gflops:.0f} -> {after[name].gflops:.0f})"
+                         for name, ratio in moved.items())]
+    unsteady = [name for name, ratio in moved.items() if not 1 / steady_ratio <= ratio <= steady_ratio]
+    if unsteady:
+        lines.append(f"  UNSTEADY HOST ({', '.join(unsteady)} moved more than {steady_ratio - 1:.0%}): trust the "
+                     "ratios timed side by side within one group (each row against eager, int8 against the bf16 "
+                     "row timed beside it), not milliseconds across groups or shares of the roofline; rerun on a "
+                     "quiet machine")
+    return lines
+
+
 def count_model_flops(model: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> int:
     """FLOPs of one forward pass of an eager model (matmuls, convolutions and attention; 2 per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
