@@ -201,7 +201,7 @@ def compile_int8(request: BuildRequest) -> Built:
     # fused kernels round in other places (bf16 between the int8 kernels) than the eager quantize/dequantize ops
     wrapped = Bf16Autocast(quantized) if mixed_bf16 else quantized
     # static ranges: Inductor's C++ GEMM templates (quantization fused around the AMX / VNNI micro-kernel) are
-    # timed against oneDNN's qlinear per matrix product (1.11x end to end at seq 384 batch 1 on AMX, docs/int8.md)
+    # timed against oneDNN's qlinear per matrix product (about 1.1x over untuned at seq 384 batch 1, AMX; docs/int8.md)
     compiled = compile_model(wrapped, request.inputs, dtype=INT8,
                              freezing=options.freeze, warmup_steps=options.warmup_steps,
                              verify=options.verify and not mixed_bf16, gemm_autotune=bool(calibration))
