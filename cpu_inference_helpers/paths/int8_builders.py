@@ -202,19 +202,19 @@ def compile_int8(request: BuildRequest) -> Built:
     wrapped = Bf16Autocast(quantized) if mixed_bf16 else quantized
     # static ranges: Inductor's C++ GEMM templates (quantization fused around the AMX / VNNI micro-kernel) are
     # timed against oneDNN's qlinear per matrix product (about 1.1x over untuned at seq 384 batch 1, AMX; docs/int8.md)
+    static_ranges = bool(calibration)
     compiled = compile_model(wrapped, request.inputs, dtype=INT8,
                              freezing=options.freeze, warmup_steps=options.warmup_steps,
-                             verify=options.verify and not mixed_bf16, gemm_autotune=bool(calibration))
+                             verify=options.verify and not mixed_bf16, gemm_autotune=static_ranges)
     if compiled.fell_back:
         raise _unavailable("compile:int8", f"torch.compile of the PT2E int8 graph failed: {compiled.reason}")
     if mixed_bf16 and options.verify:
         problem = mixed_precision_problem(wrapped, compiled.model, request.inputs)
         if problem:
             raise _unavailable("compile:int8", f"the compiled int8-mixed-bf16 graph failed its check: {problem}")
-    settings = [name for name, on in (("freezing", options.freeze), ("GEMMs autotuned", bool(calibration))) if on]
-    compiled.applied = [f"PT2E int8 (X86InductorQuantizer, {activations}"
-                        + (", int8-mixed-bf16" if mixed_bf16 else "") + "), torch.compile"
-                        + (f" ({', '.join(settings)})" if settings else "")]
+    # compile_model's own entry says how it compiled (freezing, GEMMs autotuned); the quantization comes first
+    compiled.applied.insert(0, f"PT2E int8 (X86InductorQuantizer, {activations}"
+                            + (", int8-mixed-bf16" if mixed_bf16 else "") + ")")
     compiled.choices.append(float_parts)
     return compiled
 
