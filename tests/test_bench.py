@@ -120,7 +120,7 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert ran_as[("auto", 32)].startswith("auto -> ") and ran_as[("eager:int8", 32)] == "eager:int8"
     assert payload["metadata"]["roofline"]["int8"]["gflops"] > 0
     assert payload["metadata"]["roofline_after"]["bf16"]["gflops"] > 0  # measured again after the shapes
-    drift = [line for line in payload["summary"] if "host speed" in line or "UNSTEADY" in line]
+    drift = [line for line in payload["summary"] if any(word in line for word in ("host speed", "UNSTEADY", "apart"))]
     assert payload["summary"][-len(drift):] == drift and drift[0].startswith("host speed during the run")
     assert drift[0] in printed and markdown[-len(drift):] == drift
     for result in results:
@@ -351,3 +351,11 @@ def test_a_host_whose_speed_moved_during_the_run_is_called_unsteady():
     assert len(slowed) == 2 and "UNSTEADY HOST (bf16 moved more than 25%)" in slowed[1]
     sped_up = host_drift(_peaks(int8=1500), _peaks(int8=5000))
     assert "UNSTEADY HOST (int8" in sped_up[1] and "side by side" in sped_up[1]
+
+
+def test_bf16_and_int8_that_moved_apart_void_the_int8_against_bf16_ratio():
+    apart = host_drift(_peaks(bf16=2886, int8=5654), _peaks(bf16=868, int8=4438))
+    assert len(apart) == 3 and "bf16 and int8 moved apart (0.30x against 0.78x)" in apart[2]
+    together = host_drift(_peaks(bf16=2400, int8=5000), _peaks(bf16=800, int8=1700))
+    assert len(together) == 2 and "UNSTEADY HOST (bf16, int8" in together[1]
+    assert len(host_drift(_peaks(bf16=2400, int8=5000), _peaks(bf16=2300, int8=4000))) == 1
