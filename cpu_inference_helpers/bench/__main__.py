@@ -14,7 +14,13 @@ from tqdm.auto import tqdm
 from cpu_inference_helpers.bench import __doc__ as PACKAGE_DOC
 from cpu_inference_helpers.bench.paths import REFERENCE, PathSpec, default_paths, parse_shapes
 from cpu_inference_helpers.bench.report import format_markdown, format_table, plot, summarise
-from cpu_inference_helpers.bench.roofline import ROOFLINE_PRECISIONS, host_drift, measure_matmul_peak
+from cpu_inference_helpers.bench.roofline import (
+    ROOFLINE_PRECISIONS,
+    bf16_and_int8_moved_apart,
+    host_drift,
+    measure_matmul_peak,
+    roofline_moves,
+)
 from cpu_inference_helpers.bench.runner import run_shape_in_subprocess
 from cpu_inference_helpers.infra.cli import DataclassArgumentParser, UsageError, write_output_files
 from cpu_inference_helpers.infra.cli_logging import LogSetup
@@ -117,7 +123,7 @@ def run_benchmark(parser: DataclassArgumentParser, flags: BenchFlags) -> int:
         "roofline_after": {name: peak.as_dict() for name, peak in peaks_after.items()},
         "machine": capabilities.as_dict(),
     }
-    summary = summarise(results) + drift
+    summary = summarise(results, bf16_and_int8_moved_apart(roofline_moves(peaks, peaks_after))) + drift
     payload = {"metadata": metadata, "results": [r.as_dict() for r in results], "summary": summary}
     write_output_files(output_dir, {  # both files or neither
         "bench.json": json.dumps(payload, indent=2, default=str) + "\n",

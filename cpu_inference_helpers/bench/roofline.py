@@ -176,6 +176,20 @@ def measure_matmul_peak(
 STEADY_HOST_RATIO = 1.25
 
 
+def roofline_moves(before: Mapping[str, MatmulPeak], after: Mapping[str, MatmulPeak]) -> dict[str, float]:
+    """Per precision measured both times, the roofline after a run over the one before it."""
+    return {name: after[name].gflops / before[name].gflops for name in before
+            if name in after and before[name].gflops > 0}
+
+
+def bf16_and_int8_moved_apart(moves: Mapping[str, float], steady_ratio: float = STEADY_HOST_RATIO) -> bool:
+    """Whether bf16's and int8's rooflines moved by ratios further apart than `steady_ratio` during the run (AMX's
+    bf16 and int8 units lent out unevenly): then int8 against bf16, even timed side by side, says nothing."""
+    if "bf16" not in moves or "int8" not in moves:
+        return False
+    return max(moves["bf16"], moves["int8"]) / min(moves["bf16"], moves["int8"]) > steady_ratio
+
+
 def host_drift(before: Mapping[str, MatmulPeak], after: Mapping[str, MatmulPeak],
                steady_ratio: float = STEADY_HOST_RATIO) -> list[str]:
     """The summary's lines on how the host's speed moved during a run: the rooflines measured before and after
@@ -186,8 +200,7 @@ def host_drift(before: Mapping[str, MatmulPeak], after: Mapping[str, MatmulPeak]
     across groups and shares of the roofline do not. Where bf16 and int8 moved apart (AMX's bf16 and int8 units
     lent out unevenly: bf16 0.30x, int8 0.78x in one run), int8 against bf16 does not hold either.
     """
-    moved = {name: after[name].gflops / before[name].gflops for name in before
-             if name in after and before[name].gflops > 0}
+    moved = roofline_moves(before, after)
     lines = ["host speed during the run, matmul roofline after / before: "
              + ", ".join(f"{name} {ratio:.2f}x ({before[name].gflops:.0f} -> {after[name].gflops:.0f})"
                          for name, ratio in moved.items())]
@@ -197,12 +210,10 @@ def host_drift(before: Mapping[str, MatmulPeak], after: Mapping[str, MatmulPeak]
                      "ratios timed side by side within one group (each row against eager, int8 against the bf16 "
                      "row timed beside it), not milliseconds across groups or shares of the roofline; rerun on a "
                      "quiet machine")
-    if "bf16" in moved and "int8" in moved:
-        apart = max(moved["bf16"], moved["int8"]) / min(moved["bf16"], moved["int8"])
-        if apart > steady_ratio:
-            lines.append(f"  bf16 and int8 moved apart ({moved['bf16']:.2f}x against {moved['int8']:.2f}x): int8 "
-                         "against bf16, even timed side by side, carries how much of each the host left us; judge "
-                         "int8's gain over bf16 on a steady run")
+    if bf16_and_int8_moved_apart(moved, steady_ratio):
+        lines.append(f"  bf16 and int8 moved apart ({moved['bf16']:.2f}x against {moved['int8']:.2f}x): int8 "
+                     "against bf16, even timed side by side, carries how much of each the host left us; judge "
+                     "int8's gain over bf16 on a steady run")
     return lines
 
 
