@@ -48,6 +48,27 @@ def test_compiled_model_matches_eager(example_batch):
         assert max_abs_difference(model(**example_batch), result.model(**example_batch)) < 1e-4
 
 
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs a C++ compiler")
+def test_a_compiled_model_is_not_compiled_again_when_called_in_another_grad_mode(example_batch):
+    """run_qa timed its modes under `torch.inference_mode()` after they were warmed up under `torch.no_grad()`:
+    Dynamo compiled every compile mode again on the first timed batch (7-12 s for minilm, in the throughput)."""
+    from torch._dynamo.utils import counters
+
+    model = build_random_qa_model("random-bert-tiny", seed=3)
+    ready = prepare_for_inference(model, example_batch, mode="compile", dynamic_shapes=False)
+    assert ready.record.mode == "compile", ready.record
+    with torch.no_grad():
+        expected = ready(**example_batch)
+    graphs = counters["stats"]["unique_graphs"]
+    for grad_mode in (torch.inference_mode, torch.enable_grad, torch.no_grad):
+        with grad_mode():
+            outputs = ready(**example_batch)
+        assert counters["stats"]["unique_graphs"] == graphs, f"compiled again under {grad_mode.__name__}"
+        start = outputs["start_logits"]
+        assert not start.is_inference() and not start.requires_grad
+        assert max_abs_difference(expected, outputs) == 0
+
+
 def test_missing_cpp_compiler_falls_back_to_eager(example_batch, caplog):
     """Inductor's CPU backend needs a C++ compiler: without one (common on Windows) we must fall back."""
     import torch._inductor.config as inductor_config

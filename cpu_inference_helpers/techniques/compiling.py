@@ -71,6 +71,13 @@ class FreezingCompiled:
     The two settings are patched per call, not set at build time, because Dynamo reads them whenever a
     new input shape makes it compile again; they are restored after each call. `gemm_autotune`: the first
     call (the build's warm-up on the example's shape) also runs under `GEMM_AUTOTUNE_SETTINGS`.
+
+    Every call runs with autograd off and outside inference mode (`torch.inference_mode(False)`,
+    `torch.no_grad()`), whatever the caller's mode: Dynamo guards on it (a tensor's dispatch keys lose
+    Autograd under `torch.inference_mode()`), so a model warmed up under `torch.no_grad()` and then called
+    under `torch.inference_mode()`, or without either, would compile the whole graph again (7-12 s for
+    bert-base, charged to the first timed batch). Outputs are ordinary tensors, never inference tensors.
+    Inputs that are inference tensors (created under inference mode) still compile once more.
     """
 
     def __init__(self, compiled: Callable[..., Any], freezing: bool, gemm_autotune: bool = False):
@@ -84,7 +91,8 @@ class FreezingCompiled:
         with GLOBAL_SWITCHES_LOCK:
             limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
             settings = {"freezing": self.freezing, **(GEMM_AUTOTUNE_SETTINGS if self.gemm_autotune else {})}
-            with inductor_config.patch(settings), dynamo_config.patch(recompile_limit=limit):
+            with inductor_config.patch(settings), dynamo_config.patch(recompile_limit=limit), \
+                    torch.inference_mode(False), torch.no_grad():
                 outputs = self.compiled(*args, **kwargs)
             self.gemm_autotune = False  # the first call's shape only: a new shape compiles without timing kernels
             return outputs
