@@ -22,8 +22,9 @@ def torch_release() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def test_gemm_autotuning_covers_the_first_compilation_only():
-    """The build's warm-up (the example's shape) compiles with kernels timed; a later shape compiles without."""
+def test_gemm_autotuning_covers_the_first_calls_shapes_only_and_every_compilation_for_them():
+    """The build's warm-up (the example's shape) compiles with kernels timed; a later shape compiles without; the
+    example's shape compiled again (after a Dynamo reset dropped its graph) times its kernels again."""
     seen = []
 
     def compiled(**inputs):  # stands in for the compiled model: records the Inductor settings a compilation sees
@@ -31,13 +32,68 @@ def test_gemm_autotuning_covers_the_first_compilation_only():
         return inputs
 
     model = FreezingCompiled(compiled, freezing=True, gemm_autotune=True)
-    model(x=1)
-    model(x=2)
-    assert seen[0] == GEMM_AUTOTUNE_SETTINGS and seen[1] != seen[0]
+    model(x=torch.zeros(2, 4))
+    model(x=torch.zeros(3, 4))
+    model(x=torch.zeros(2, 4))
+    assert seen[0] == GEMM_AUTOTUNE_SETTINGS and seen[1] != seen[0] and seen[2] == seen[0]
     assert not torch._inductor.config.max_autotune_gemm  # restored after the call
     plain = FreezingCompiled(compiled, freezing=True)
-    plain(x=1)
-    assert seen[2] == seen[1]
+    plain(x=torch.zeros(2, 4))
+    assert seen[3] == seen[1]
+
+
+def strict_export_elsewhere() -> None:
+    """A strict torch.export of an unrelated module, as PT2E int8 does: it calls torch._dynamo.reset()."""
+    torch.export.export(torch.nn.Linear(4, 4), (torch.randn(2, 4),), strict=True)
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs a C++ compiler")
+def test_a_compiled_model_whose_graphs_a_dynamo_reset_dropped_says_it_compiles_again(example_batch, caplog):
+    """A strict torch.export (PT2E int8 does one) resets Dynamo on torch 2.13 (torch 2.8's leaves other models'
+    graphs alone; the releases between are untested): the model compiles again on its next call and says so, and
+    only then."""
+    from torch._dynamo.utils import counters
+
+    model = build_random_qa_model("random-bert-tiny", seed=4)
+    ready = prepare_for_inference(model, example_batch, mode="compile", dynamic_shapes=False)
+    with caplog.at_level(logging.INFO, logger="cpu_inference_helpers"):
+        ready(**example_batch)
+        assert "compiled this model again" not in caplog.text
+        strict_export_elsewhere()
+        graphs = counters["stats"]["unique_graphs"]
+        ready(**example_batch)
+    compiled_again = counters["stats"]["unique_graphs"] > graphs
+    assert compiled_again == (torch_release() >= (2, 13))
+    said = "compiled this model again for input shapes it had compiled before" in caplog.text
+    assert said == compiled_again, caplog.text
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs a C++ compiler")
+def test_modes_prepared_together_leave_no_compile_mode_to_compile_on_its_first_timed_call(example_batch, monkeypatch):
+    """A later mode's strict torch.export (PT2E int8) resets Dynamo while `prepare_modes` runs: an earlier compile
+    mode must be compiled again before the timing starts, with the time counted in its set-up."""
+    from torch._dynamo.utils import counters
+
+    from cpu_inference_helpers import preparation
+    from cpu_inference_helpers.modes import ModeSpec
+
+    prepare_one = preparation.prepare_mode
+
+    def prepare_then_reset_after_eager(model, example, spec, **options):  # eager stands in for the exporting mode
+        ready = prepare_one(model, example, spec, **options)
+        if spec.mode == "eager":
+            strict_export_elsewhere()
+        return ready
+
+    monkeypatch.setattr(preparation, "prepare_mode", prepare_then_reset_after_eager)
+    model = build_random_qa_model("random-bert-tiny", seed=5)
+    compiled, _ = preparation.prepare_modes(model, example_batch, [ModeSpec("compile"), ModeSpec("eager")],
+                                            progress=False)
+    assert compiled.record.mode == "compile", compiled.record
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.inference_mode():
+        compiled(**example_batch)
+    assert counters["stats"]["unique_graphs"] == graphs, "the compile mode compiled again on its first timed call"
 
 
 def test_compiled_model_matches_eager(example_batch):

@@ -1,6 +1,7 @@
 """One place prepares every workload's modes: calibration and allow_emulated_bf16 reach the paths that honour them."""
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,7 +17,7 @@ def seen(monkeypatch):
 
     def fake_prepare(model, example, mode, precision, capabilities=None, **options):
         calls[f"{mode}:{precision}"] = options
-        return object()
+        return SimpleNamespace(record=SimpleNamespace(mode="eager"))  # not compiled: prepare_modes calls it no more
 
     monkeypatch.setattr(preparation, "prepare_for_inference", fake_prepare)
     return calls

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch._dynamo.config as dynamo_config
 import torch._inductor.config as inductor_config
+from torch._dynamo.utils import counters as dynamo_counters
 
 from cpu_inference_helpers.infra.log_levels import quiet_profile
 from cpu_inference_helpers.record import Built
@@ -69,8 +70,9 @@ class FreezingCompiled:
     changing the model's weights afterwards does not change this model's outputs (as with
     `torch.jit.freeze`; except fp32 at dynamic shapes on torch 2.8, see the module docstring).
     The two settings are patched per call, not set at build time, because Dynamo reads them whenever a
-    new input shape makes it compile again; they are restored after each call. `gemm_autotune`: the first
-    call (the build's warm-up on the example's shape) also runs under `GEMM_AUTOTUNE_SETTINGS`.
+    new input shape makes it compile again; they are restored after each call. `gemm_autotune`: calls on the
+    first call's input shapes (the build's warm-up on the example) also run under `GEMM_AUTOTUNE_SETTINGS`, so
+    each compilation for that shape times the GEMM kernels, a later shape compiles without.
 
     Every call runs with autograd off and outside inference mode (`torch.inference_mode(False)`,
     `torch.no_grad()`), whatever the caller's mode: Dynamo guards on it (a tensor's dispatch keys lose
@@ -78,24 +80,47 @@ class FreezingCompiled:
     under `torch.inference_mode()`, or without either, would compile the whole graph again (7-12 s for
     bert-base, charged to the first timed batch). Outputs are ordinary tensors, never inference tensors.
     Inputs that are inference tensors (created under inference mode) still compile once more.
+
+    On torch 2.13 a strict `torch.export` anywhere in the process (PT2E int8 does one) calls
+    `torch._dynamo.reset()`, which drops every compiled graph: the next call compiles again, and says so in an
+    INFO log line (`preparation.prepare_modes` calls each compiled mode once more after preparing them all, for
+    that reason; torch 2.8's strict export leaves other models' graphs alone).
     """
 
     def __init__(self, compiled: Callable[..., Any], freezing: bool, gemm_autotune: bool = False):
         self.compiled = compiled
         self.freezing = freezing
         self.gemm_autotune = gemm_autotune
+        self.autotuned_shapes: tuple[Any, ...] | None = None  # the first call's, when `gemm_autotune`
+        self.compiled_shapes: set[tuple[Any, ...]] = set()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        shapes = input_shapes(args, kwargs)
+        if self.gemm_autotune and self.autotuned_shapes is None:
+            self.autotuned_shapes = shapes
+        autotune = self.gemm_autotune and shapes == self.autotuned_shapes
+        graphs_before = dynamo_counters["stats"]["unique_graphs"]
         # Process-wide settings, patched for this call only and restored after it, under the lock that keeps
         # another thread's call from seeing them (`precision.GLOBAL_SWITCHES_LOCK`).
         with GLOBAL_SWITCHES_LOCK:
             limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
-            settings = {"freezing": self.freezing, **(GEMM_AUTOTUNE_SETTINGS if self.gemm_autotune else {})}
+            settings = {"freezing": self.freezing, **(GEMM_AUTOTUNE_SETTINGS if autotune else {})}
             with inductor_config.patch(settings), dynamo_config.patch(recompile_limit=limit), \
                     torch.inference_mode(False), torch.no_grad():
                 outputs = self.compiled(*args, **kwargs)
-            self.gemm_autotune = False  # the first call's shape only: a new shape compiles without timing kernels
-            return outputs
+        if shapes in self.compiled_shapes and dynamo_counters["stats"]["unique_graphs"] > graphs_before:
+            logger.info("torch.compile compiled this model again for input shapes it had compiled before: Dynamo's "
+                        "caches were reset (torch._dynamo.reset(), which every torch.export(strict=True) calls)")
+        self.compiled_shapes.add(shapes)
+        return outputs
+
+
+def input_shapes(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The shapes and dtypes of a call's tensor arguments, by position and by name: what a compilation is for."""
+    def describe(value: Any) -> Any:
+        return (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else type(value).__name__
+    return (tuple(describe(value) for value in args),
+            tuple((name, describe(value)) for name, value in sorted(kwargs.items())))
 
 
 def compile_model(
