@@ -110,7 +110,7 @@ class FreezingCompiled:
                 outputs = self.compiled(*args, **kwargs)
         if shapes in self.compiled_shapes and dynamo_counters["stats"]["unique_graphs"] > graphs_before:
             logger.info("torch.compile compiled this model again for input shapes it had compiled before: Dynamo's "
-                        "caches were reset (torch._dynamo.reset(), which every torch.export(strict=True) calls)")
+                        "caches were reset (torch._dynamo.reset(), which torch 2.13's torch.export(strict=True) calls)")
         self.compiled_shapes.add(shapes)
         return outputs
 
