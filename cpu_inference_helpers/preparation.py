@@ -77,7 +77,7 @@ def prepare_modes(
 
     Then each `torch.compile` mode is called once more on `example`, its time added to its set-up: a later mode's
     strict `torch.export` (PT2E int8) resets Dynamo, which drops every graph compiled before it, and the first
-    timed call would compile again (7-12 s for minilm-squad at batch 8, charged to its throughput).
+    timed call would compile again (7-11 s for minilm-squad at batch 8, charged to its throughput).
     """
     prepared = [prepare_mode(model, example, spec, calibration=calibration, allow_emulated_bf16=allow_emulated_bf16,
                              capabilities=capabilities, **options)
