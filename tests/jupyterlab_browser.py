@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cpu_inference_helpers.techniques.capabilities import CpuCapabilities, cached_capabilities
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_INSTALL = "apt-get install -y chromium"
@@ -100,6 +103,8 @@ class NotebookReport:
     code_cells: int = 0
     errors: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)  # stderr blocks in cells not marked STDERR_ON_PURPOSE
+    #: stderr blocks made only of logged fallbacks that this CPU's missing instructions explain (not problems)
+    stderr_explained_by_cpu: list[str] = field(default_factory=list)
     images_in_outputs: int = 0
     images_rendered: int = 0
     widgets_in_outputs: int = 0
@@ -141,6 +146,27 @@ _STATE_JS = """() => {
   };
 }"""
 
+#: Logged fallbacks that a CPU without some instructions gives on purpose, each with the test of that lack: on
+#: such a CPU a reader sees them and they say why (e.g. an AVX2-only AMD EPYC: no native bf16, and IPEX's bf16
+#: kernels need AVX-512 BW/VL/DQ or AVX-NE-CONVERT). On a CPU that has the instructions they are problems.
+CPU_EXPLAINED_FALLBACKS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r"bf16 requested but this CPU \(.+\) has no native bf16 instructions"),
+     lambda caps: not caps.native_bf16),
+    (re.compile(r"IPEX not applied, using the native PyTorch path: ipex\.optimize failed with AssertionError: "
+                r"BF16 weight prepack needs the cpu support"), lambda caps: not caps.onednn_bf16_usable),
+    (re.compile(r"failed to use PyTorch jit mode due to: RuntimeError: a TorchScript graph failed in ipex::\w+: "
+                r"RuntimeError: could not create a primitive descriptor"), lambda caps: not caps.onednn_bf16_usable),
+)
+
+
+def explained_by_cpu(block: str, capabilities: CpuCapabilities) -> bool:
+    """Whether every line of a stderr block is a logged fallback that this CPU's missing instructions explain."""
+    lines = [line for line in block.splitlines() if line.strip()]
+    return bool(lines) and all(
+        any(pattern.match(line) and lacks(capabilities) for pattern, lacks in CPU_EXPLAINED_FALLBACKS)
+        for line in lines)
+
+
 #: The comment that marks a cell whose stderr output is the lesson (a logged fallback, shown on purpose).
 STDERR_ON_PURPOSE = "logs its fallback as a warning on purpose"
 
@@ -172,7 +198,7 @@ _RENDERED_JS = """() => {
   return {
     rendered: images.filter(img => img.complete && img.naturalWidth > 0).length,
     widgets: widgets.length,
-    stderr: stderr.map(node => node.textContent.slice(0, 300)),
+    stderr: stderr.map(node => node.textContent.slice(0, 4000)),
     unfinished: unfinished.length,
     wrapped: wrapped,
   };
@@ -251,7 +277,9 @@ def check_notebook(page: Any, base_url: str, name: str, screenshot_dir: Path, ti
         time.sleep(0.5)
     report.images_rendered = rendered["rendered"]
     report.widgets_rendered = rendered["widgets"]
-    report.stderr = rendered["stderr"]
+    capabilities = cached_capabilities()
+    for block in rendered["stderr"]:
+        (report.stderr_explained_by_cpu if explained_by_cpu(block, capabilities) else report.stderr).append(block[:300])
     report.unfinished_progress_bars = rendered["unfinished"]
     report.wrapped_lines = rendered["wrapped"]
     report.seconds = time.monotonic() - started

@@ -23,6 +23,7 @@ def test_parse_cpuinfo_reads_vendor_model_and_flags():
         ("amd_zen4", False, True, False, True),
         ("intel_sapphire_rapids", True, True, True, False),
         ("intel_skylake", True, False, False, False),
+        ("amd_zen3_avx2", False, False, False, True),  # this project's AVX2-only kind (2026-12-03, 2026-12-06)
     ],
 )
 def test_x86_machines_are_classified(machine, is_intel, native_bf16, amx, prefers_onednn):
@@ -30,7 +31,7 @@ def test_x86_machines_are_classified(machine, is_intel, native_bf16, amx, prefer
     assert caps.is_intel is is_intel
     assert caps.native_bf16 is native_bf16
     assert caps.has_amx is amx
-    assert caps.has_avx512
+    assert caps.has_avx512 is (machine != "amd_zen3_avx2")
     assert caps.prefers_onednn_fp32 is prefers_onednn
 
 

@@ -3,6 +3,7 @@ import logging
 import pytest
 import torch
 
+from cpu_inference_helpers.infra.errors import TORCHSCRIPT_INTERPRETER_FAILED, error_summary
 from cpu_inference_helpers.techniques.attention import with_attention_implementation
 from cpu_inference_helpers.techniques.parity import max_abs_difference
 from cpu_inference_helpers.techniques.tracing import contrasting_inputs, forward_parameter_names, trace_model
@@ -135,3 +136,33 @@ def test_transformers_bert_traces_with_either_attention(tiny_model, example_batc
     for attention in ("sdpa", "eager"):
         result = trace_model(with_attention_implementation(tiny_model, attention), example_batch)
         assert result.traced, result.reason
+
+
+class _Projection(torch.nn.Module):
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, weight).relu()
+
+
+def test_an_error_inside_a_traced_graph_is_told_by_its_cause():
+    """TorchScript's first line ("The following operation failed ...") says nothing; the summary gives the cause."""
+    traced = torch.jit.freeze(torch.jit.trace(_Projection().eval(), (torch.ones(2, 3), torch.ones(4, 3))))
+    with pytest.raises(RuntimeError) as raised:
+        traced(torch.ones(2, 3), torch.ones(4, 5))
+    assert str(raised.value).startswith(TORCHSCRIPT_INTERPRETER_FAILED)
+    summary = error_summary(raised.value)
+    assert summary.startswith("RuntimeError: a TorchScript graph failed: ") and "cannot be multiplied" in summary
+
+
+def test_a_fused_operator_that_fails_is_named():
+    # the message IPEX's fused attention gave on an AVX2-only CPU in bf16 (2026-12-06), as TorchScript words it
+    message = "\n".join([
+        TORCHSCRIPT_INTERPRETER_FAILED, "Traceback of TorchScript (most recent call last):", "",
+        "      graph(%q: Tensor, %k: Tensor, %relative_qk: Tensor, %alpha:int, %dim_per_head:int):",
+        "        %scores = ipex::mha_scores_calc(%q, %k, %relative_qk, %alpha, %dim_per_head)",
+        "                  ~~~~ <--- HERE", "        return (%scores) ",
+        "RuntimeError: could not create a primitive descriptor for the matmul primitive.",
+    ])
+    assert error_summary(RuntimeError(message)) == (
+        "RuntimeError: a TorchScript graph failed in ipex::mha_scores_calc: "
+        "RuntimeError: could not create a primitive descriptor for the matmul primitive.")
+    assert error_summary(RuntimeError(message), max_chars=20) == "RuntimeError: a Torc"
