@@ -11,6 +11,7 @@ from cpu_inference_helpers.optimize import prepare_for_inference
 from cpu_inference_helpers.paths.auto_policy import auto_contenders
 from cpu_inference_helpers.registry import inductor_compiler_available
 from cpu_inference_helpers.techniques import ipex_support
+from cpu_inference_helpers.techniques.capabilities import cached_capabilities
 from cpu_inference_helpers.techniques.compiling import reads_linear_weights_each_call
 from cpu_inference_helpers.techniques.parity import max_abs_difference
 from cpu_inference_helpers.techniques.tracing import trace_model
@@ -25,9 +26,11 @@ def eager_reference(tiny_model, example_batch):
         return tiny_model(**example_batch)
 
 
-def expected_mode(mode: str) -> str:
-    """The mode each request must run as on this stack: IPEX's only without IPEX, compile's only without a compiler."""
-    if mode.startswith("ipex") and not ipex_support.probe_ipex().usable:
+def expected_mode(mode: str, bf16: bool = False) -> str:
+    """The mode each request must run as here: IPEX's only with IPEX (and, in bf16, with the AVX-512 BW/VL/DQ or
+    AVX-NE-CONVERT its bf16 weight prepack needs: not on an AVX2-only CPU), compile's only with a compiler."""
+    ipex_usable = ipex_support.probe_ipex().usable and (not bf16 or cached_capabilities().onednn_bf16_usable)
+    if mode.startswith("ipex") and not ipex_usable:
         return "jit" if mode == "ipex+jit" else "eager"
     if mode in ("compile", "export") and not inductor_compiler_available():
         return "eager"
@@ -46,8 +49,8 @@ def test_every_mode_matches_eager(mode, precision, tiny_model, example_batch, ea
     assert type(outputs) is QuestionAnsweringModelOutput  # one output type, traced or not
     assert max_abs_difference(eager_reference, outputs) < (BF16_ATOL if bf16 else 1e-4)
     assert ready.record.precision == ("bf16" if bf16 else "fp32")
-    assert ready.record.mode == expected_mode(mode), ready.record.summary()
-    assert ready.record.fell_back == (expected_mode(mode) != mode), ready.record.summary()
+    assert ready.record.mode == expected_mode(mode, bf16), ready.record.summary()
+    assert ready.record.fell_back == (expected_mode(mode, bf16) != mode), ready.record.summary()
 
 
 @pytest.mark.parametrize("mode", ["ipex", "ipex+jit"])
