@@ -4,6 +4,7 @@ from conftest import requires_ipex
 
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.techniques.capabilities import cached_capabilities
 from cpu_inference_helpers.techniques.graph_inspection import describe_fusions, executed_graph, fused_ops, op_counts
 
 
@@ -42,6 +43,10 @@ def test_ipex_jit_with_onednn_fuses_linear_gelu_linear_add_and_attention(example
     # fp32: oneDNN pinned; bf16 Linear layers run on oneDNN whatever the setting (and refuse it)
     options = {"auto_kernel_selection": True} if precision == "fp32" else {"allow_emulated_bf16": True}
     ready = prepare_for_inference(model, example_batch, mode="ipex+jit", precision=precision, **options)
+    if precision == "bf16" and not cached_capabilities().onednn_bf16_usable:  # an AVX2-only CPU: no IPEX bf16
+        assert ready.record.mode != "ipex+jit", ready.record.summary()
+        assert "BF16 weight prepack needs" in ready.record.fallbacks[0].reason, ready.record.summary()
+        return
     fused = fused_ops(executed_graph(ready, example_batch))
     for kind in ("ipex_prepack::linear_gelu_run", "ipex_prepack::linear_add_run", "ipex::mha_scores_calc"):
         assert fused.get(kind, 0) >= 2, (kind, fused)  # once per layer of the 2-layer model
