@@ -23,6 +23,14 @@ def cpuinfo_capabilities(name: str):
 requires_ipex = pytest.mark.skipif(
     not ipex_support.probe_ipex().usable, reason=f"IPEX not usable here: {ipex_support.probe_ipex().reason}"
 )
+
+
+def ipex_bf16_usable() -> bool:
+    """Whether IPEX can run bf16 here: usable, and the AVX-512 BW/VL/DQ or AVX-NE-CONVERT its bf16 weight prepack
+    needs (not on an AVX2-only CPU, where it logs a fallback)."""
+    return ipex_support.probe_ipex().usable and cached_capabilities().onednn_bf16_usable
+
+
 requires_native_bf16 = pytest.mark.skipif(
     not cached_capabilities().native_bf16, reason="this CPU has no native bf16 instructions"
 )

@@ -1,10 +1,9 @@
 import pytest
 import torch
-from conftest import requires_ipex
+from conftest import ipex_bf16_usable, requires_ipex
 
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import prepare_for_inference
-from cpu_inference_helpers.techniques.capabilities import cached_capabilities
 from cpu_inference_helpers.techniques.graph_inspection import describe_fusions, executed_graph, fused_ops, op_counts
 
 
@@ -43,7 +42,7 @@ def test_ipex_jit_with_onednn_fuses_linear_gelu_linear_add_and_attention(example
     # fp32: oneDNN pinned; bf16 Linear layers run on oneDNN whatever the setting (and refuse it)
     options = {"auto_kernel_selection": True} if precision == "fp32" else {"allow_emulated_bf16": True}
     ready = prepare_for_inference(model, example_batch, mode="ipex+jit", precision=precision, **options)
-    if precision == "bf16" and not cached_capabilities().onednn_bf16_usable:  # an AVX2-only CPU: no IPEX bf16
+    if precision == "bf16" and not ipex_bf16_usable():  # an AVX2-only CPU: no IPEX bf16 (the test needs IPEX)
         assert ready.record.mode != "ipex+jit", ready.record.summary()
         assert "BF16 weight prepack needs" in ready.record.fallbacks[0].reason, ready.record.summary()
         return

@@ -2,7 +2,7 @@ import logging
 
 import pytest
 import torch
-from conftest import cpuinfo_capabilities, requires_ipex, requires_native_bf16
+from conftest import cpuinfo_capabilities, ipex_bf16_usable, requires_ipex, requires_native_bf16
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers.models import build_random_qa_model
@@ -11,7 +11,6 @@ from cpu_inference_helpers.optimize import prepare_for_inference
 from cpu_inference_helpers.paths.auto_policy import auto_contenders
 from cpu_inference_helpers.registry import inductor_compiler_available
 from cpu_inference_helpers.techniques import ipex_support
-from cpu_inference_helpers.techniques.capabilities import cached_capabilities
 from cpu_inference_helpers.techniques.compiling import reads_linear_weights_each_call
 from cpu_inference_helpers.techniques.parity import max_abs_difference
 from cpu_inference_helpers.techniques.tracing import trace_model
@@ -29,7 +28,7 @@ def eager_reference(tiny_model, example_batch):
 def expected_mode(mode: str, bf16: bool = False) -> str:
     """The mode each request must run as here: IPEX's only with IPEX (and, in bf16, with the AVX-512 BW/VL/DQ or
     AVX-NE-CONVERT its bf16 weight prepack needs: not on an AVX2-only CPU), compile's only with a compiler."""
-    ipex_usable = ipex_support.probe_ipex().usable and (not bf16 or cached_capabilities().onednn_bf16_usable)
+    ipex_usable = ipex_bf16_usable() if bf16 else ipex_support.probe_ipex().usable
     if mode.startswith("ipex") and not ipex_usable:
         return "jit" if mode == "ipex+jit" else "eager"
     if mode in ("compile", "export") and not inductor_compiler_available():
