@@ -2,11 +2,13 @@ import logging
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from cpu_inference_helpers.models import build_random_qa_model
 from cpu_inference_helpers.optimize import inductor_compiler_available, prepare_for_inference
 from cpu_inference_helpers.techniques.compiling import (
     GEMM_AUTOTUNE_SETTINGS,
+    NO_GEMM_AUTOTUNE_ENV_VAR,
     RECOMPILE_LIMIT,
     FreezingCompiled,
     compile_model,
@@ -180,3 +182,15 @@ def test_many_models_of_one_class_are_all_compiled():
         result = compile_model(model, inputs)
         assert result.mode == "compile", result.reason
         assert not reads_linear_weights_each_call(result.model, model, inputs), f"model {index} ran eagerly"
+
+
+@pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs Inductor's C++ compiler")
+def test_the_no_gemm_autotune_variable_compiles_untuned_and_says_so(tiny_model, example_batch, monkeypatch, caplog):
+    monkeypatch.setenv(NO_GEMM_AUTOTUNE_ENV_VAR, "1")
+    autotuned_before = counters["inductor"]["select_algorithm_autotune"]
+    logs = caplog.at_level(logging.INFO, "cpu_inference_helpers")
+    with torch._inductor.config.patch(force_disable_caches=True), logs:
+        built = compile_model(tiny_model, example_batch, gemm_autotune=True)
+    assert not built.fell_back and "GEMMs autotuned" not in " ".join(built.applied), built.applied
+    assert counters["inductor"]["select_algorithm_autotune"] == autotuned_before
+    assert f"GEMM autotuning skipped: {NO_GEMM_AUTOTUNE_ENV_VAR} is set" in caplog.text

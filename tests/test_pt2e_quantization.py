@@ -11,8 +11,9 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers.optimize import prepare_for_inference
 from cpu_inference_helpers.paths.int8_builders import mixed_precision_problem
-from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
+from cpu_inference_helpers.paths.precision_policy import int8_gemm_autotune, int8_mixed_bf16
 from cpu_inference_helpers.techniques.capabilities import cached_capabilities, inductor_compiler_available
+from cpu_inference_helpers.techniques.compiling import NO_GEMM_AUTOTUNE_ENV_VAR
 from cpu_inference_helpers.techniques.precision import Bf16Autocast
 from cpu_inference_helpers.techniques.pt2e_quantization import quantize_node_count, quantize_pt2e
 
@@ -69,6 +70,15 @@ def test_a_model_with_nothing_to_quantize_falls_back_with_the_reason(example_bat
     assert "nothing was quantized" in caplog.text
 
 
+def test_int8_gemms_are_autotuned_only_where_the_templates_kernels_exist():
+    """AMX-INT8 or AVX-512 VNNI: Inductor's C++ int8 GEMM template is timed against oneDNN; on an AVX2-only CPU
+    the template computed wrong results (and timing picked it in some runs), so oneDNN's kernels run untimed."""
+    assert int8_gemm_autotune(cpuinfo_capabilities("intel_sapphire_rapids"))[0] is True
+    assert int8_gemm_autotune(cpuinfo_capabilities("amd_zen4"))[0] is True  # AVX-512 VNNI, no AMX
+    autotuned, choice = int8_gemm_autotune(cpuinfo_capabilities("amd_zen3_avx2"))
+    assert autotuned is False and choice.step == "int8 GEMM kernels" and "neither AMX nor AVX-512 VNNI" in choice.reason
+
+
 def test_the_unquantized_parts_run_in_bf16_only_on_amx():
     assert int8_mixed_bf16(cpuinfo_capabilities("intel_sapphire_rapids"))[0] is True
     mixed, choice = int8_mixed_bf16(cpuinfo_capabilities("amd_zen4"))
@@ -91,9 +101,11 @@ def test_compile_int8_is_pt2e_int8_with_dynamic_activations(tiny_model, example_
 
 
 @pytest.mark.skipif(not inductor_compiler_available(), reason="torch.compile needs Inductor's C++ compiler")
-def test_compile_int8_given_calibration_is_static_pt2e_after_smoothquant(tiny_model, example_batch, capsys):
+def test_compile_int8_given_calibration_is_static_pt2e_after_smoothquant(tiny_model, example_batch, capsys,
+                                                                         monkeypatch):
     """...and its matrix products' kernels are chosen by timing (Inductor's GEMM autotuning, caches off so that
     an earlier run's compiled graph cannot stand in for the compilation), without Inductor's timing reports."""
+    monkeypatch.delenv(NO_GEMM_AUTOTUNE_ENV_VAR, raising=False)  # `make test` sets it for every other test
     autotuned_before = counters["inductor"]["select_algorithm_autotune"]
     with inductor_config.patch(force_disable_caches=True):
         ready = prepare_for_inference(tiny_model, example_batch, mode="compile", precision="int8",
@@ -101,7 +113,13 @@ def test_compile_int8_given_calibration_is_static_pt2e_after_smoothquant(tiny_mo
     assert ready.record.ran_as == "compile:int8", ready.record.summary()
     applied = " ".join(ready.record.applied)
     assert "static activations: SmoothQuant alpha 0.6, 1 calibration batches" in applied, applied
-    assert "GEMMs autotuned" in applied and counters["inductor"]["select_algorithm_autotune"] > autotuned_before
+    autotuned_here, gemm_kernels = int8_gemm_autotune(cached_capabilities())
+    assert gemm_kernels in ready.record.choices
+    if autotuned_here:  # AMX or AVX-512 VNNI
+        assert "GEMMs autotuned" in applied and counters["inductor"]["select_algorithm_autotune"] > autotuned_before
+    else:  # an AVX2-only CPU: the template computed wrong results there, oneDNN's kernels run untimed
+        assert "GEMMs autotuned" not in applied
+        assert counters["inductor"]["select_algorithm_autotune"] == autotuned_before
     assert "autotune" not in capsys.readouterr().err.lower()  # a notebook cell would show them
     with torch.no_grad():
         got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits

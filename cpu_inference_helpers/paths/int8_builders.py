@@ -173,8 +173,8 @@ def compile_int8(request: BuildRequest) -> Built:
     GELU in bf16; `precision_policy.int8_mixed_bf16`). Activation ranges: static, after SmoothQuant (alpha: the
     `smooth_quant_alpha` option, default `PT2E_SMOOTH_QUANT_ALPHA`), where calibration batches are given;
     dynamic (measured on every call) otherwise. With static ranges Inductor times its C++ GEMM templates against
-    oneDNN for each matrix product (`compiling.GEMM_AUTOTUNE_SETTINGS`). Checked against the quantized graph run
-    eagerly.
+    oneDNN for each matrix product (`compiling.GEMM_AUTOTUNE_SETTINGS`) where the CPU has AMX or AVX-512 VNNI
+    (`precision_policy.int8_gemm_autotune`). Checked against the quantized graph run eagerly.
     """
     options = request.options
     calibration = list(options.calibration)
@@ -193,7 +193,7 @@ def compile_int8(request: BuildRequest) -> Built:
     except Exception as error:  # noqa: BLE001 - export refusing the model, or the quantizer failing on it
         raise _unavailable("compile:int8", f"PT2E int8 failed: {error_summary(error)}") from error
     # (imported here: the policy's bf32 check builds paths through this table)
-    from cpu_inference_helpers.paths.precision_policy import int8_mixed_bf16
+    from cpu_inference_helpers.paths.precision_policy import int8_gemm_autotune, int8_mixed_bf16
 
     mixed_bf16, float_parts = int8_mixed_bf16(request.capabilities)
     # int8 alone is checked by compile_model against the graph run eagerly (int8's tolerance); int8-mixed-bf16
@@ -202,10 +202,12 @@ def compile_int8(request: BuildRequest) -> Built:
     wrapped = Bf16Autocast(quantized) if mixed_bf16 else quantized
     # static ranges: Inductor's C++ GEMM templates (quantization fused around the AMX / VNNI micro-kernel) are
     # timed against oneDNN's qlinear per matrix product (about 1.1x over untuned at seq 384 batch 1, AMX; docs/int8.md)
+    # (not on CPUs without AMX or AVX-512 VNNI: the template computed wrong results on an AVX2-only one)
     static_ranges = bool(calibration)
+    autotune_here, gemm_kernels = int8_gemm_autotune(request.capabilities)
     compiled = compile_model(wrapped, request.inputs, dtype=INT8,
                              freezing=options.freeze, warmup_steps=options.warmup_steps,
-                             verify=options.verify and not mixed_bf16, gemm_autotune=static_ranges)
+                             verify=options.verify and not mixed_bf16, gemm_autotune=static_ranges and autotune_here)
     if compiled.fell_back:
         raise _unavailable("compile:int8", f"torch.compile of the PT2E int8 graph failed: {compiled.reason}")
     if mixed_bf16 and options.verify:
@@ -216,6 +218,8 @@ def compile_int8(request: BuildRequest) -> Built:
     compiled.applied.insert(0, f"PT2E int8 (X86InductorQuantizer, {activations}"
                             + (", int8-mixed-bf16" if mixed_bf16 else "") + ")")
     compiled.choices.append(float_parts)
+    if static_ranges:
+        compiled.choices.append(gemm_kernels)
     return compiled
 
 

@@ -71,6 +71,22 @@ def path_precision(spec: ModeSpec, model: torch.nn.Module, inputs: Mapping[str, 
     return ModeSpec(spec.mode, "fp32"), [Step("precision", reason)]
 
 
+def int8_gemm_autotune(capabilities: CpuCapabilities) -> tuple[bool, Step]:
+    """Whether static int8 under `torch.compile` lets Inductor time its C++ GEMM templates against oneDNN; with the
+    record's "int8 GEMM kernels" choice saying why.
+
+    The templates' micro-kernels are written for AMX-INT8 and AVX-512 VNNI. On an AVX2-only CPU (AMD EPYC Zen 3,
+    2026-12-07) the template Inductor generates computed wrong results (random-bert-tiny's static int8 graph: 0.54
+    from the same graph run eagerly, against logits of 0.39; oneDNN's kernel: 0.002), and timing picked it in some
+    runs: the check against eager then threw the compiled graph away. There oneDNN's kernels are used untimed.
+    """
+    if capabilities.has_amx or capabilities.isa.get("avx512_vnni", False):
+        return True, Step("int8 GEMM kernels", "Inductor's C++ GEMM templates timed against oneDNN's, as this CPU "
+                          "has " + ("AMX-INT8" if capabilities.has_amx else "AVX-512 VNNI"))
+    return False, Step("int8 GEMM kernels", "oneDNN's int8 GEMM kernels, untimed: this CPU has neither AMX nor "
+                       "AVX-512 VNNI, and Inductor's C++ int8 GEMM template computed wrong results on such a CPU")
+
+
 def int8_mixed_bf16(capabilities: CpuCapabilities) -> tuple[bool, Step]:
     """Whether int8 runs what it leaves unquantized (attention, softmax, GELU) in bf16; with the record's
     "int8 float parts" choice saying why.

@@ -30,6 +30,7 @@ in-place change to them after compiling does show in the outputs.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,6 +59,17 @@ GEMM_AUTOTUNE_SETTINGS: dict[str, Any] = {
                         "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}.items()
     if hasattr(inductor_config, name)
 }
+
+#: Set to 1 to compile without GEMM autotuning wherever a path asks for it (`compile:int8` with static ranges):
+#: compiling an int8 graph then takes about half the time, and its GEMMs run oneDNN's kernels (up to ~1.1x slower
+#: at batch 1 on AMX, the same at batch 8; docs/int8.md). `make test` sets it: the tests and notebooks check what
+#: the paths compute, not how fast (`tests/test_pt2e_quantization.py` unsets it to check the autotuning itself).
+NO_GEMM_AUTOTUNE_ENV_VAR = "CPU_INFERENCE_NO_GEMM_AUTOTUNE"
+
+
+def gemm_autotune_disabled() -> bool:
+    """Whether `NO_GEMM_AUTOTUNE_ENV_VAR` turns GEMM autotuning off in this process (any value but "" and "0")."""
+    return os.environ.get(NO_GEMM_AUTOTUNE_ENV_VAR, "").strip() not in ("", "0")
 
 
 class FreezingCompiled:
@@ -155,9 +167,12 @@ def compile_model(
             for the example's shape and keep the faster (`GEMM_AUTOTUNE_SETTINGS`; compiling takes about 30 s
             more for bert-base's int8 graph on 2 vCPUs, so other shapes compile later without it). For int8
             graphs, whose templates fuse the quantization around the AMX / VNNI kernel (`compile:int8` with
-            static ranges turns it on).
+            static ranges turns it on). Off wherever `NO_GEMM_AUTOTUNE_ENV_VAR` is set (logged).
     """
     precision_name(dtype)  # a clear ValueError for an unknown precision; the name travels on (bf32 keeps its math)
+    if gemm_autotune and gemm_autotune_disabled():
+        logger.info("GEMM autotuning skipped: %s is set; the GEMMs run oneDNN's kernels", NO_GEMM_AUTOTUNE_ENV_VAR)
+        gemm_autotune = False
 
     def compile_(inputs: dict[str, torch.Tensor]) -> FreezingCompiled:
         return FreezingCompiled(torch.compile(model, backend="inductor", dynamic=dynamic), freezing, gemm_autotune)
