@@ -112,8 +112,13 @@ def test_the_stored_outputs_render_cleanly_in_jupyterlab(lab, page, name):
     assert report.problems() == [], f"{name}: {report.problems()} (screenshot: {report.screenshot})"
 
 
-BROKEN = {
-    "cells": [
+def _notebook(cells: list[dict]) -> dict:
+    """A notebook of `cells` for the Python 3 kernel."""
+    return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
+
+
+BROKEN = _notebook([
         {"cell_type": "code", "id": "a1", "metadata": {}, "execution_count": None, "outputs": [],
          "source": ["import sys\n", "import ipywidgets as widgets\n", "import matplotlib.pyplot as plt\n",
                     "print('stray noise', file=sys.stderr)\n",
@@ -123,10 +128,7 @@ BROKEN = {
          "source": ["raise ValueError('broken on purpose')"]},
         {"cell_type": "code", "id": "a3", "metadata": {}, "execution_count": None, "outputs": [],
          "source": ["print('never reached')"]},
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}
+])
 
 
 def test_the_check_fails_on_an_error_and_on_a_button_that_does_nothing(lab, page):
@@ -144,8 +146,7 @@ def test_the_check_fails_on_an_error_and_on_a_button_that_does_nothing(lab, page
     shut_down_kernel(page)
 
 
-STORED_BROKEN = {
-    "cells": [
+STORED_BROKEN = _notebook([
         {"cell_type": "code", "id": "b1", "metadata": {}, "execution_count": 1, "source": ["print('ok')"],
          "outputs": [{"output_type": "stream", "name": "stdout", "text": ["ok\n"]},
                      {"output_type": "stream", "name": "stderr", "text": ["stray stored noise\n"]}]},
@@ -154,10 +155,7 @@ STORED_BROKEN = {
                       "traceback": ["ZeroDivisionError: division by zero"]}]},
         {"cell_type": "code", "id": "b3", "metadata": {}, "execution_count": None, "outputs": [],
          "source": ["print('never run')"]},
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}
+])
 
 
 def test_the_stored_check_fails_on_a_stored_error_stderr_and_an_unrun_cell(lab, page):
