@@ -355,6 +355,9 @@ def test_the_roofline_times_a_slow_backend_once_instead_of_for_minutes():
     assert _best_seconds(slow, repeats=5, min_seconds=0.05, slow_seconds=0.01) >= 0.03 and len(calls) == 1
     calls.clear()
     assert _best_seconds(slow, repeats=3, min_seconds=0.0, slow_seconds=1.0) >= 0.03 and len(calls) == 2 + 3
+    calls.clear()  # a backend slower than the time budget of its timed batches: they stop once it is spent
+    assert _best_seconds(slow, repeats=50, min_seconds=0.0, slow_seconds=1.0, budget_seconds=0.1) >= 0.03
+    assert 2 + 3 <= len(calls) <= 2 + 5, len(calls)
 
 
 def test_a_shape_whose_process_fails_becomes_skipped_rows_with_the_reason(tmp_path):

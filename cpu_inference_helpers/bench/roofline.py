@@ -44,13 +44,15 @@ class MatmulPeak:
         return asdict(self)
 
 
-def _best_seconds(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.05, slow_seconds: float = 1.0
-                  ) -> float:
+def _best_seconds(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.05, slow_seconds: float = 1.0,
+                  budget_seconds: float = 1.0) -> float:
     """Fastest call time over `repeats` timed calls (after a warm-up), each batch lasting >= min_seconds.
 
     A backend whose first call takes longer than `slow_seconds` is far from the peak (e.g. `torch._int_mm`
     without VNNI: about 1.4 GOP/s on an AVX2-only AMD EPYC, 12 s for one 2048^3 product): that call's time
-    is returned, so the roofline does not spend minutes on it.
+    is returned, so the roofline does not spend minutes on it. Likewise the timed batches stop once they have
+    taken `budget_seconds` (a backend at the peak needs about `repeats * min_seconds`, well within it; a slow
+    one, e.g. `torch._int_mm` at 1.6 s a call on that EPYC, stops after its first batch).
     """
     start = time.perf_counter()
     fn()
@@ -62,11 +64,14 @@ def _best_seconds(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.05
     single = max(time.perf_counter() - start, 1e-6)
     inner = max(1, int(min_seconds / single))
     best = float("inf")
+    timed_since = time.perf_counter()
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(inner):
             fn()
         best = min(best, (time.perf_counter() - start) / inner)
+        if time.perf_counter() - timed_since > budget_seconds:
+            break
     return best
 
 
