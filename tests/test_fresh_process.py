@@ -9,6 +9,8 @@ import pytest
 from cpu_inference_helpers.infra.fresh_process import FreshProcessError, run_in_fresh_process, start_fresh_process
 from cpu_inference_helpers.infra.process_barrier import BrokenBarrierError, FolderBarrier
 
+pytestmark = pytest.mark.stack_independent  # run on the legacy stack only (pyproject's markers)
+
 
 def test_the_return_value_comes_back_and_the_environment_change_is_in_force():
     assert run_in_fresh_process(os.getenv, "FRESH_PROCESS_PROBE", env={"FRESH_PROCESS_PROBE": "set"}) == "set"

@@ -30,6 +30,8 @@ CPU_DEPENDENT = re.compile(
     r"AuthenticAMD|GenuineIntel|EPYC|AMX (yes|no)|amx_\w+=|native bf16:|IPEX usable|mkl_sgemm|GFLOP|\d ms\b"
 )
 
+pytestmark = pytest.mark.stack_independent  # run on the legacy stack only (pyproject's markers)
+
 
 def cells(path: Path) -> list[dict]:
     return json.loads(path.read_text())["cells"]

@@ -22,6 +22,8 @@ from cpu_inference_helpers.qa.data import (
     subset_dataset_path,
 )
 
+pytestmark = pytest.mark.stack_independent  # run on the legacy stack only (pyproject's markers)
+
 NESTED = {
     "version": "1.1",
     "data": [

@@ -19,6 +19,8 @@ from cpu_inference_helpers.qa import evaluation  # noqa: E402
 from cpu_inference_helpers.qa.evaluation import EvaluationSettings, evaluate_modes  # noqa: E402
 from cpu_inference_helpers.qa.ray_engine import ClusterError, QAPredictor, RayEngine  # noqa: E402
 
+pytestmark = pytest.mark.stack_independent  # run on the legacy stack only (pyproject's markers)
+
 SMALL = dict(max_seq_length=128, doc_stride=32, max_eval_samples=12, per_device_eval_batch_size=4)
 
 

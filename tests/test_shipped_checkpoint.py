@@ -93,6 +93,7 @@ def test_save_pretrained_round_trip_gives_the_same_answers(shipped, tmp_path):
     )[1]
 
 
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_training_a_few_steps_lowers_the_loss_and_exports(tmp_path):
     source = tmp_path / "train.json"
     examples = load_squad_file(subset_dataset_path())[:8]
@@ -116,6 +117,7 @@ def test_training_a_few_steps_lowers_the_loss_and_exports(tmp_path):
                                    atol=2e-2, rtol=0)  # the shipped copy is fp16-rounded
 
 
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from cpu_inference_helpers.training import train as train_module
 
@@ -151,6 +153,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
         train(TrainConfig(**{**config("resumed").__dict__, "learning_rate": 1.0}), resume=True)
 
 
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_training_can_start_from_a_fine_tuned_folder_and_keeps_snapshots(tmp_path):
     from cpu_inference_helpers.training.train import snapshot_path, starting_model
 
@@ -172,6 +175,7 @@ def test_training_can_start_from_a_fine_tuned_folder_and_keeps_snapshots(tmp_pat
     assert all(torch.equal(first[name], tensor.to(torch.float16)) for name, tensor in shipped.items() if name in first)
 
 
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_training_refuses_a_damaged_starting_folder_before_any_work(tmp_path, capsys):
     from cpu_inference_helpers.training.train import main as train_main
 

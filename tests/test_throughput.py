@@ -14,6 +14,7 @@ from cpu_inference_helpers.techniques.capabilities import usable_cpu_count
 TWO_CORES = pytest.mark.skipif(usable_cpu_count() < 2, reason="two pinned instances need two cores")
 
 
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_layouts_are_parsed_and_checked_against_the_cores():
     assert parse_layouts("1x2, 2x1", 2) == [Layout(1, 2), Layout(2, 1)]
     with pytest.raises(ValueError, match="need more than the 2 cores"):
@@ -30,6 +31,7 @@ def _settings(**overrides) -> ThroughputSettings:
 
 
 @TWO_CORES
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_instances_run_pinned_to_disjoint_cores_and_add_up():
     settings = _settings()
     rows = measure_throughput(settings, progress=False)
@@ -58,6 +60,7 @@ def test_static_int8_is_calibrated_not_the_dynamic_fallback():
     assert [row.ran_as for row in rows] == ["ipex+jit:int8"]
 
 
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_an_instance_that_fails_ends_the_run_with_its_reason():
     with pytest.raises(RuntimeError, match=r"layout 1x1, instance 0: .*no-such-model"):
         measure_throughput(_settings(model_name_or_path="no-such-model", layouts=[Layout(1, 1)]), progress=False)
@@ -78,6 +81,7 @@ def test_the_command_line_writes_its_files_and_refuses_bad_layouts(tmp_path, cap
     assert "more than the" in capsys.readouterr().err
 
 
+@pytest.mark.stack_independent  # the instances' plumbing (or the training loop): legacy stack only
 def test_python_dash_m_runs_the_instances(tmp_path):
     """As `make throughput` runs it: the instances' answers (classes of the `__main__` module) come back whole."""
     import subprocess

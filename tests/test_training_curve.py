@@ -10,6 +10,8 @@ from cpu_inference_helpers.shipped_checkpoint import load_shipped_model, shipped
 from cpu_inference_helpers.training import curve as training_curve
 from cpu_inference_helpers.training.train import save_snapshot
 
+pytestmark = pytest.mark.stack_independent  # run on the legacy stack only (pyproject's markers)
+
 
 @pytest.fixture(scope="module")
 def shipped():
