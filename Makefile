@@ -53,6 +53,10 @@ NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPE
 	TUTORIAL_PROMPT_LEN=32 TUTORIAL_NEW_TOKENS=8 CPU_INFERENCE_NO_GEMM_AUTOTUNE=1 \
 	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
+# The unit tests run in this many processes (pytest-xdist), each test file whole in one: much of their time is
+# single-threaded (Inductor's Python, process start-ups), so two overlap well on 2 cores; the notebooks run after.
+TEST_WORKERS ?= 2
+
 .PHONY: qa test test-stack lab info bench throughput cold-start deploy generate train clean
 
 $(STAMP): $(REQUIREMENTS)
@@ -73,8 +77,9 @@ test:
 test-stack: $(STAMP)
 	@echo "=== tests on the $(STACK) stack ==="
 	$(PY) -m ruff check cpu_inference_helpers tests scripts
-	$(NOTEBOOK_TEST_SIZES) TUTORIAL_BROWSER_TEST=$(BROWSER_TEST) TUTORIAL_BROWSER_RUN=$(BROWSER_RUN) $(PY) -m pytest $(NBVAL) --nbval-current-env \
-		--nbval-sanitize-with notebooks/sanitize.cfg $(SELECT) tests notebooks
+	$(NOTEBOOK_TEST_SIZES) TUTORIAL_BROWSER_TEST=$(BROWSER_TEST) TUTORIAL_BROWSER_RUN=$(BROWSER_RUN) \
+		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SELECT) tests
+	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest $(NBVAL) --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 # N instances x K threads pinned to disjoint cores against one instance on every core, per mode and batch size.
 throughput: $(STAMP)

@@ -234,7 +234,7 @@ def build_deploy_program(build_dir: str | Path | None = None) -> Path:
     binary = folder / f"qa_logits-{key}"
     if binary.is_file():
         return binary
-    partial = folder / f".qa_logits-{key}.partial"
+    partial = folder / f".qa_logits-{key}.partial-{os.getpid()}"  # per process: two may build it at once
     result = subprocess.run(compile_command(source, partial), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"g++ failed building {source.name}:\n{result.stderr[-4000:]}")

@@ -71,3 +71,18 @@ def fresh_ipex_probe(monkeypatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     ipex_support.probe_ipex(refresh=True)
+
+
+#: Test files that take minutes (the browser, the benchmark end to end, Ray, the real checkpoint's int8): collected
+#: first, so that pytest-xdist (`make test` runs two processes, a file whole in one) starts them at once instead of
+#: leaving one of them running alone at the end.
+LONG_FILES_FIRST = ("test_browser.py", "test_bench.py", "test_ray_engine.py", "test_quantization.py",
+                    "test_exporting.py", "test_optimize.py")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the items of `LONG_FILES_FIRST` first, in that order; the others keep theirs (a stable sort)."""
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES_FIRST.index(name) if name in LONG_FILES_FIRST else len(LONG_FILES_FIRST)
+    items.sort(key=rank)

@@ -263,13 +263,25 @@ def screenshot_notebook(page: Any, path: Path) -> None:
     page.set_viewport_size(VIEWPORT)
 
 
+def wait_for_all_cells(page: Any, name: str, code_cells: int, timeout_s: float = 60) -> dict[str, Any]:
+    """The page's state once it shows all `code_cells` code cells of `name` (JupyterLab adds them as it loads)."""
+    page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.context.ready; }")
+    deadline = time.monotonic() + timeout_s
+    while (state := _state(page))["code_cells"] < code_cells:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: the page shows {state['code_cells']} of its {code_cells} code cells")
+        time.sleep(0.5)
+    return state
+
+
 def check_notebook(page: Any, base_url: str, name: str, screenshot_dir: Path, timeout_s: float = 900,
-                   run: bool = True) -> NotebookReport:
-    """Open `name`, run all its cells (or, with `run=False`, keep its stored outputs), wait for its plots, and
-    report what the page shows."""
+                   stored_code_cells: int | None = None) -> NotebookReport:
+    """Open `name`, run all its cells, wait for its plots, and report what the page shows. With
+    `stored_code_cells` (the number of code cells in the file) nothing runs: the stored outputs are checked."""
     started = time.monotonic()
+    run = stored_code_cells is None
     open_notebook(page, base_url, name)
-    state = run_all_cells(page, name, timeout_s) if run else _state(page)
+    state = run_all_cells(page, name, timeout_s) if run else wait_for_all_cells(page, name, stored_code_cells)
     report = NotebookReport(name, 0.0, state["cells_run"], state["code_cells"], state["errors"],
                             images_in_outputs=state["images"], widgets_in_outputs=state["widgets"])
     deadline = time.monotonic() + 30
