@@ -53,8 +53,8 @@ NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPE
 	TUTORIAL_PROMPT_LEN=32 TUTORIAL_NEW_TOKENS=8 CPU_INFERENCE_NO_GEMM_AUTOTUNE=1 \
 	TUTORIAL_OUTPUT_DIR=$(CURDIR)/results/notebook-qa-$(STACK)
 
-# The unit tests run in this many processes (pytest-xdist), each test file whole in one: much of their time is
-# single-threaded (Inductor's Python, process start-ups), so two overlap well on 2 cores; the notebooks run after.
+# The unit tests, then the notebooks, run in this many processes (pytest-xdist), each test file or notebook whole
+# in one: much of their time is single-threaded (Inductor's Python, process start-ups), so two overlap well on 2 cores.
 TEST_WORKERS ?= 2
 
 .PHONY: qa test test-stack lab info bench throughput cold-start deploy generate train clean
@@ -79,7 +79,8 @@ test-stack: $(STAMP)
 	$(PY) -m ruff check cpu_inference_helpers tests scripts
 	$(NOTEBOOK_TEST_SIZES) TUTORIAL_BROWSER_TEST=$(BROWSER_TEST) TUTORIAL_BROWSER_RUN=$(BROWSER_RUN) \
 		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SELECT) tests
-	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest $(NBVAL) --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(NBVAL) --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 # N instances x K threads pinned to disjoint cores against one instance on every core, per mode and batch size.
 throughput: $(STAMP)
