@@ -36,6 +36,8 @@ BROWSER_RUN :=
 # Tests of what no stack changes (the docs, data files, fresh processes, Ray's and the instances' plumbing, the
 # training loop) ran on the legacy stack: CI has 90 minutes for both.
 SELECT := -m 'not stack_independent'
+# its notebooks in one process: in two they took 26 min against 20 (AVX2-only EPYC, 2026-12-07, docs/ci-time.md)
+NOTEBOOK_WORKERS := 0
 else
 $(error STACK must be legacy or modern, not '$(STACK)')
 endif
@@ -56,6 +58,7 @@ NOTEBOOK_TEST_SIZES := TUTORIAL_SEQ_LEN=128 TUTORIAL_DOC_STRIDE=32 TUTORIAL_REPE
 # The unit tests, then the notebooks, run in this many processes (pytest-xdist), each test file or notebook whole
 # in one: much of their time is single-threaded (Inductor's Python, process start-ups), so two overlap well on 2 cores.
 TEST_WORKERS ?= 2
+NOTEBOOK_WORKERS ?= $(TEST_WORKERS)
 
 .PHONY: qa test test-stack lab info bench throughput cold-start deploy generate train clean
 
@@ -79,7 +82,7 @@ test-stack: $(STAMP)
 	$(PY) -m ruff check cpu_inference_helpers tests scripts
 	$(NOTEBOOK_TEST_SIZES) TUTORIAL_BROWSER_TEST=$(BROWSER_TEST) TUTORIAL_BROWSER_RUN=$(BROWSER_RUN) \
 		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(SELECT) tests
-	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(NBVAL) --nbval-current-env \
+	$(NOTEBOOK_TEST_SIZES) $(PY) -m pytest -n $(NOTEBOOK_WORKERS) --dist loadfile $(NBVAL) --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 # N instances x K threads pinned to disjoint cores against one instance on every core, per mode and batch size.
