@@ -47,15 +47,20 @@ def code_cell_count(path: Path) -> int:
     return sum(cell["cell_type"] == "code" for cell in json.loads(path.read_text())["cells"])
 
 
+def selected_numbers(selection: str) -> set[str]:
+    """The comma-separated entries of a TUTORIAL_BROWSER_RUN value ("all" or notebook numbers)."""
+    return {part.strip() for part in selection.split(",") if part.strip()}
+
+
 def runs_in_browser(name: str, selection: str = RUN_IN_BROWSER) -> bool:
     """Whether notebook `name` is run in the browser ("all", or its number among the comma-separated ones)."""
-    numbers = {part.strip() for part in selection.split(",") if part.strip()}
+    numbers = selected_numbers(selection)
     return numbers == {"all"} or name.split("_", 1)[0] in numbers
 
 
 def test_the_selection_names_notebooks_that_exist():
     """A typo in TUTORIAL_BROWSER_RUN would quietly run nothing: every number must be a notebook's."""
-    numbers = {part.strip() for part in RUN_IN_BROWSER.split(",") if part.strip()} - {"all"}
+    numbers = selected_numbers(RUN_IN_BROWSER) - {"all"}
     assert numbers <= {name.split("_", 1)[0] for name in NOTEBOOKS}, f"TUTORIAL_BROWSER_RUN={RUN_IN_BROWSER!r}"
     assert runs_in_browser("04_run_qa_comparison.ipynb", "01, 04") and not runs_in_browser("05_x.ipynb", "01,04")
     assert runs_in_browser("09_peer_runtimes.ipynb", "all")
