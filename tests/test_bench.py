@@ -4,12 +4,14 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 
 import pytest
 import torch
 
-from cpu_inference_helpers.bench import peers
+from cpu_inference_helpers.bench import peers, roofline
 from cpu_inference_helpers.bench.__main__ import main as bench_main
 from cpu_inference_helpers.bench.paths import default_paths, parse_shapes
 from cpu_inference_helpers.bench.report import format_markdown, format_table, plot, summarise
@@ -392,3 +394,40 @@ def test_bf16_and_int8_that_moved_apart_void_the_int8_against_bf16_ratio():
     together = host_drift(_peaks(bf16=2400, int8=5000), _peaks(bf16=800, int8=1700))
     assert len(together) == 2 and "UNSTEADY HOST (bf16, int8" in together[1]
     assert len(host_drift(_peaks(bf16=2400, int8=5000), _peaks(bf16=2300, int8=4000))) == 1
+
+
+def test_a_gemm_backend_that_fails_inside_a_torchscript_graph_is_logged_in_one_line(monkeypatch, caplog):
+    # On an AVX2-only CPU oneDNN's pre-packed bf16 Linear (a ScriptModule) fails when it runs, with the
+    # interpreter's multi-line traceback as its message: the roofline's log names the operator and the cause.
+    from torch.utils import mkldnn as mkldnn_utils
+
+    def failing_packed(linear, dtype):
+        def run(x):
+            raise RuntimeError(
+                "The following operation failed in the TorchScript interpreter.\n"
+                "Traceback of TorchScript (most recent call last):\n"
+                '  File "torch/utils/mkldnn.py", line 32, in forward\n'
+                "        y_mkldnn = torch._C._nn.mkldnn_linear(x_mkldnn, self.weight, self.bias)\n"
+                "RuntimeError: mkldnn_linear: bf16 path needs the cpu support avx_ne_convert or avx512bw")
+        return run
+
+    monkeypatch.setattr(mkldnn_utils, "to_mkldnn", failing_packed)
+    monkeypatch.setattr(roofline, "load_ipex", lambda: None)
+    with caplog.at_level("INFO", logger="cpu_inference_helpers.bench.roofline"):
+        candidates = roofline._gemm_candidates(torch.bfloat16, 8, 16, 16)
+    assert "oneDNN linear (pre-packed)" not in candidates
+    [message] = [record.getMessage() for record in caplog.records if "unavailable" in record.getMessage()]
+    assert "\n" not in message and "Traceback" not in message, message
+    assert "mkldnn_linear: bf16 path needs the cpu support" in message
+
+
+def test_the_int8_roofline_keeps_the_quantized_tensor_deprecation_off_the_console():
+    # torch 2.13 warns once per process that quantized tensors are deprecated (pytorch#184982); `make bench`
+    # printed it (pointing at roofline.py) before its tables. A fresh process, since the warning comes once.
+    # Where torch has no such warning (the legacy stack's 2.8) there is nothing to keep off.
+    script = ("from cpu_inference_helpers.bench.roofline import _int8_gemm_candidates\n"
+              "for run in _int8_gemm_candidates(8, 16, 16).values():\n"
+              "    run()\n")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert "184982" not in finished.stderr and "quantized tensor creation functions" not in finished.stderr, \
+        finished.stderr[-2000:]

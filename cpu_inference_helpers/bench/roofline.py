@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.techniques.dtypes import INT8, as_dtype, precision_name
 from cpu_inference_helpers.techniques.ipex_support import IPEX_JIT_DEPRECATION, load_ipex
 
@@ -94,7 +95,7 @@ def _gemm_candidates(dtype: torch.dtype, m: int, k: int, n: int) -> dict[str, Ca
             packed(a_mkldnn)
             candidates["oneDNN linear (pre-packed)"] = lambda: packed(a_mkldnn)
         except (RuntimeError, TypeError, ValueError) as error:  # e.g. oneDNN without bf16 on this CPU
-            logger.info("oneDNN %s linear unavailable: %s", dtype, error)
+            logger.info("oneDNN %s linear unavailable: %s", dtype, error_summary(error))
     ipex = load_ipex()
     if ipex is not None:
         linear = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)).eval()
@@ -104,8 +105,13 @@ def _gemm_candidates(dtype: torch.dtype, m: int, k: int, n: int) -> dict[str, Ca
             optimized(a)
             candidates["IPEX linear (oneDNN)"] = lambda: optimized(a)
         except (RuntimeError, TypeError, ValueError, AssertionError) as error:
-            logger.info("IPEX %s linear unavailable: %s", dtype, error)
+            logger.info("IPEX %s linear unavailable: %s", dtype, error_summary(error))
     return candidates
+
+
+#: torch 2.13 warns (once per process) that quantized tensors, which the quantized engines' Linear takes, are
+#: deprecated (pytorch/pytorch#184982); the roofline still times those engines, as PyTorch's int8 paths use them.
+QUANTIZED_TENSOR_DEPRECATION = r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor"
 
 
 def _int8_gemm_candidates(m: int, k: int, n: int) -> dict[str, Callable[[], Any]]:
@@ -121,7 +127,9 @@ def _int8_gemm_candidates(m: int, k: int, n: int) -> dict[str, Callable[[], Any]
             continue
         try:
             previous, torch.backends.quantized.engine = torch.backends.quantized.engine, engine
-            qx = torch.quantize_per_tensor(x, 0.05, 64, torch.quint8)
+            with warnings.catch_warnings():  # the API the quantized engines are reached by: deprecated, still timed
+                warnings.filterwarnings("ignore", message=QUANTIZED_TENSOR_DEPRECATION)
+                qx = torch.quantize_per_tensor(x, 0.05, 64, torch.quint8)
             packed = torch.ops.quantized.linear_prepack(torch.quantize_per_tensor(weight, 0.05, 0, torch.qint8), None)
             torch.ops.quantized.linear(qx, packed, 0.1, 64)
 
@@ -131,7 +139,7 @@ def _int8_gemm_candidates(m: int, k: int, n: int) -> dict[str, Callable[[], Any]
 
             candidates[f"quantized.linear ({engine})"] = run
         except (RuntimeError, AttributeError) as error:
-            logger.info("quantized engine %s unavailable: %s", engine, error)
+            logger.info("quantized engine %s unavailable: %s", engine, error_summary(error))
         finally:
             torch.backends.quantized.engine = previous
     return candidates
