@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import pytest
@@ -19,6 +20,9 @@ from cpu_inference_helpers.bf32_check import EXPORT_REASON, bf32_fallback_reason
 from cpu_inference_helpers.deployment import load_prepared, save_prepared
 from cpu_inference_helpers.modes import ModeSpec
 from cpu_inference_helpers.optimize import prepare_for_inference
+from cpu_inference_helpers.paths import int8_builders
+from cpu_inference_helpers.paths.int8_speed import int8_slowdown_problem
+from cpu_inference_helpers.record import Built
 from cpu_inference_helpers.registry import inductor_compiler_available
 from cpu_inference_helpers.techniques.deprecations import TORCHSCRIPT
 from cpu_inference_helpers.techniques.exporting import SkipsMaskWhenUnpadded, export_refusal, load_package
@@ -181,11 +185,44 @@ def test_export_int8_runs_torchao_or_falls_back_to_dynamic_int8(tiny_model, exam
     if importlib.util.find_spec("torchao") is None:
         assert ready.record.ran_as == "eager:int8"
         assert ready.record.fallbacks[0].step == "export:int8" and "torchao is not installed" in caplog.text
+    elif ready.record.ran_as == "eager:int8":  # only where the package was timed slower than fp32 (int8_speed)
+        [fallback] = [step for step in ready.record.fallbacks if step.step == "export:int8"]
+        assert "eager fp32's time" in fallback.reason, ready.record.summary()
     else:
         assert ready.record.ran_as == "export:int8", ready.record.summary()
         with torch.no_grad():
             eager = tiny_model(**example_batch)
         assert max_abs_difference(eager, ready(**example_batch)) < 0.5  # int8 moves logits, not answers
+
+
+def test_an_int8_build_slower_than_fp32_is_refused_with_the_timings_and_the_cpus_reason(tiny_model, example_batch):
+    def slow(**inputs):
+        time.sleep(0.2)
+        return tiny_model(**inputs)
+
+    zen3, sapphire_rapids = cpuinfo_capabilities("amd_zen3_avx2"), cpuinfo_capabilities("intel_sapphire_rapids")
+    problem = int8_slowdown_problem(slow, tiny_model, example_batch, zen3)
+    assert "eager fp32's time" in problem and "neither AVX-512 VNNI nor AMX" in problem, problem
+    assert "slower than fp32's here" in int8_slowdown_problem(slow, tiny_model, example_batch, sapphire_rapids)
+    assert int8_slowdown_problem(tiny_model, slow, example_batch, zen3) is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="export:int8 needs torchao")
+def test_export_int8_slower_than_fp32_falls_back_to_dynamic_int8_and_says_why(tiny_model, example_batch,
+                                                                               monkeypatch):
+    # On an AVX2-only EPYC the real package took 20x eager fp32's time (torch._int_mm has no fast kernel there);
+    # here a package that sleeps stands in for it on any CPU.
+    def slow_package(quantized, request, precision):
+        def run(**inputs):
+            time.sleep(0.2)
+            return quantized(**inputs)
+        return Built(run, "export", precision, warmed_up=True)
+
+    monkeypatch.setattr(int8_builders, "exported_model", slow_package)
+    ready = prepare_for_inference(tiny_model, example_batch, mode="export", precision="int8")
+    assert ready.record.ran_as == "eager:int8", ready.record.summary()
+    [fallback] = [step for step in ready.record.fallbacks if step.step == "export:int8"]
+    assert "eager fp32's time on the example inputs" in fallback.reason
 
 
 def test_export_bf32_builds_fp32_and_says_why(tiny_model, example_batch):

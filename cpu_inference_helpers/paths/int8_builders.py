@@ -18,6 +18,7 @@ import torch
 
 from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.paths.float_builders import exported_model
+from cpu_inference_helpers.paths.int8_speed import int8_slowdown_problem
 from cpu_inference_helpers.paths.options import BuildRequest
 from cpu_inference_helpers.paths.unavailable import PathUnavailable
 from cpu_inference_helpers.record import Built, Step
@@ -224,10 +225,15 @@ def compile_int8(request: BuildRequest) -> Built:
 
 
 def export_int8(request: BuildRequest) -> Built:
-    """torchao int8 dynamic activations + int8 weights, then torch.export + AOTInductor package."""
+    """torchao int8 dynamic activations + int8 weights, then torch.export + AOTInductor package; unavailable where
+    the package takes 1.5x eager fp32's time or more on the example inputs (`int8_speed`)."""
     def export_quantized(quantized: torch.nn.Module) -> Built:
         # Checked against the torchao model run eagerly: the same int8 math, before AOTInductor fuses it.
         exported = exported_model(quantized, request, INT8)
+        if not exported.fell_back:  # not kept where it is 1.5x slower than fp32 here or more (int8_speed)
+            slow = int8_slowdown_problem(exported.model, request.model, request.inputs, request.capabilities)
+            if slow:
+                raise _unavailable("export:int8", slow)
         exported.applied[:0] = ["torchao int8 dynamic activations + int8 weights"]
         return exported
 
