@@ -43,10 +43,16 @@ def int8_slowdown_problem(int8_model: Callable[..., Any], fp32_model: Callable[.
         int8 = _seconds(int8_model, inputs)
         if limit * fp32 <= int8 < 2 * limit * fp32:  # near the limit: once more (at 20x, once is enough)
             int8 = min(int8, _seconds(int8_model, inputs))
-    if int8 < limit * fp32:
+    return slowdown_verdict(int8, fp32, capabilities, limit)
+
+
+def slowdown_verdict(int8_seconds: float, fp32_seconds: float, capabilities: CpuCapabilities,
+                     limit: float = INT8_SLOWDOWN_LIMIT) -> str | None:
+    """The reason an int8 build timed at `int8_seconds` against eager fp32's `fp32_seconds` is not kept, or None."""
+    if int8_seconds < limit * fp32_seconds:
         return None
     why = ("this CPU has neither AVX-512 VNNI nor AMX, so torchao's int8 matrix products (torch._int_mm) have no "
            "fast kernel here" if not (capabilities.has_amx or capabilities.isa.get("avx512_vnni", False))
            else "its int8 kernels are slower than fp32's here")
-    return (f"the int8 build took {int8 / fp32:.1f}x eager fp32's time on the example inputs ({1000 * int8:.0f} "
-            f"against {1000 * fp32:.0f} ms): {why}")
+    return (f"the int8 build took {int8_seconds / fp32_seconds:.1f}x eager fp32's time on the example inputs "
+            f"({1000 * int8_seconds:.0f} against {1000 * fp32_seconds:.0f} ms): {why}")
