@@ -10,22 +10,16 @@ guess; the build times itself instead, once, at set-up.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from cpu_inference_helpers.infra.timing import time_call
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities
 
 #: An int8 build that takes this many times eager fp32's time on the example inputs, or more, is not kept.
 INT8_SLOWDOWN_LIMIT = 1.5
-
-
-def _seconds(model: Callable[..., Any], inputs: Mapping[str, torch.Tensor]) -> float:
-    start = time.perf_counter()
-    model(**inputs)
-    return time.perf_counter() - start
 
 
 def int8_slowdown_problem(int8_model: Callable[..., Any], fp32_model: Callable[..., Any],
@@ -38,11 +32,11 @@ def int8_slowdown_problem(int8_model: Callable[..., Any], fp32_model: Callable[.
     by less than 2x, so that one slow call on a busy machine does not decide alone.
     """
     with torch.no_grad():
-        _seconds(fp32_model, inputs)
-        fp32 = _seconds(fp32_model, inputs)
-        int8 = _seconds(int8_model, inputs)
+        time_call(fp32_model, inputs)
+        fp32 = time_call(fp32_model, inputs)[1]
+        int8 = time_call(int8_model, inputs)[1]
         if limit * fp32 <= int8 < 2 * limit * fp32:  # near the limit: once more (at 20x, once is enough)
-            int8 = min(int8, _seconds(int8_model, inputs))
+            int8 = min(int8, time_call(int8_model, inputs)[1])
     return slowdown_verdict(int8, fp32, capabilities, limit)
 
 
