@@ -179,8 +179,14 @@ def _fastest(builds: dict[str, Built], inputs: dict[str, torch.Tensor], repeats:
                                   repeats=repeats)
     fastest = min(timings, key=lambda name: timings[name].median)
     shape = "x".join(str(size) for size in next(iter(inputs.values())).shape)
-    measured = ", ".join(f"{name} {timings[name].median * 1e3:.1f} ms" for name in builds)
+    measured = ", ".join(f"{name} {_milliseconds(timings[name].median)} ms" for name in builds)
     return fastest, f"{measured} per call on the example inputs ({shape}), measured here"
+
+
+def _milliseconds(seconds: float) -> str:
+    """`seconds` in milliseconds with enough digits to tell close timings apart (2 decimals under 10 ms)."""
+    milliseconds = seconds * 1e3
+    return f"{milliseconds:.2f}" if milliseconds < 10 else f"{milliseconds:.1f}"
 
 
 def _auto_build(model: torch.nn.Module, precision: str, attention: str | None, options: BuildOptions,

@@ -7,8 +7,9 @@ comparison table. Screenshots go to results/browser/ for a person to look at.
 
 TUTORIAL_BROWSER_RUN names the notebooks that run in the browser ("all", the default, or their numbers: "01,04");
 the others are opened with the outputs stored in them, which must render as cleanly (what a reader sees before
-running anything). `make test` runs 01-05 in the browser: every notebook runs under nbval on both stacks
-already, and a third run of the heavy ones (06-09) would not fit CI's 90 minutes (docs/notebooks-in-the-browser.md).
+running anything). `make test` runs 01 and 04 in the browser (04's widget button, 01's logged fallbacks):
+every notebook runs under nbval on both stacks already, and a third run of all of them would not fit CI's
+90 minutes (docs/notebooks-in-the-browser.md, docs/ci-time.md).
 
 Runs where TUTORIAL_BROWSER_TEST=1 (make test sets it on the legacy stack); without chromium it installs it
 with apt when running as root, else it skips with the command to run.
