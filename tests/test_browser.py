@@ -7,7 +7,7 @@ comparison table. Screenshots go to results/browser/ for a person to look at.
 
 TUTORIAL_BROWSER_RUN names the notebooks that run in the browser ("all", the default, or their numbers: "01,04");
 the others are opened with the outputs stored in them, which must render as cleanly (what a reader sees before
-running anything). `make test` runs 01 and 04 in the browser (04's widget button, 01's logged fallbacks):
+running anything). `make test` runs 04 in the browser (its widget's button, which nbval cannot click):
 every notebook runs under nbval on both stacks already, and a third run of all of them would not fit CI's
 90 minutes (docs/notebooks-in-the-browser.md, docs/ci-time.md).
 

@@ -20,8 +20,8 @@ from cpu_inference_helpers.bf32_check import EXPORT_REASON, bf32_fallback_reason
 from cpu_inference_helpers.deployment import load_prepared, save_prepared
 from cpu_inference_helpers.modes import ModeSpec
 from cpu_inference_helpers.optimize import prepare_for_inference
-from cpu_inference_helpers.paths import int8_builders
-from cpu_inference_helpers.paths.int8_speed import slowdown_verdict
+from cpu_inference_helpers.paths import int8_builders, int8_speed
+from cpu_inference_helpers.paths.int8_speed import kernel_verdict, slowdown_verdict
 from cpu_inference_helpers.record import Built
 from cpu_inference_helpers.registry import inductor_compiler_available
 from cpu_inference_helpers.techniques.deprecations import TORCHSCRIPT
@@ -185,9 +185,9 @@ def test_export_int8_runs_torchao_or_falls_back_to_dynamic_int8(tiny_model, exam
     if importlib.util.find_spec("torchao") is None:
         assert ready.record.ran_as == "eager:int8"
         assert ready.record.fallbacks[0].step == "export:int8" and "torchao is not installed" in caplog.text
-    elif ready.record.ran_as == "eager:int8":  # only where the package was timed slower than fp32 (int8_speed)
+    elif ready.record.ran_as == "eager:int8":  # only where int8 was timed slower than fp32 (int8_speed)
         [fallback] = [step for step in ready.record.fallbacks if step.step == "export:int8"]
-        assert "eager fp32's time" in fallback.reason, ready.record.summary()
+        assert "eager fp32's time" in fallback.reason or "torch._int_mm took" in fallback.reason, fallback.reason
     else:
         assert ready.record.ran_as == "export:int8", ready.record.summary()
         with torch.no_grad():
@@ -217,10 +217,45 @@ def test_export_int8_slower_than_fp32_falls_back_to_dynamic_int8_and_says_why(ti
         return Built(run, "export", precision, warmed_up=True)
 
     monkeypatch.setattr(int8_builders, "exported_model", slow_package)
+    monkeypatch.setattr(int8_speed, "product_seconds", lambda *shape: (0.001, 0.001))  # the kernel probe passes
     ready = prepare_for_inference(tiny_model, example_batch, mode="export", precision="int8")
     assert ready.record.ran_as == "eager:int8", ready.record.summary()
     [fallback] = [step for step in ready.record.fallbacks if step.step == "export:int8"]
     assert "eager fp32's time on the example inputs" in fallback.reason
+
+
+def test_an_int8_product_slower_than_fp32_is_refused_before_the_build_with_the_cpus_reason():
+    zen3, sapphire_rapids = cpuinfo_capabilities("amd_zen3_avx2"), cpuinfo_capabilities("intel_sapphire_rapids")
+    problem = kernel_verdict(0.02622, 0.000794, (256, 384, 384), zen3)  # torch._int_mm on the AVX2-only EPYC
+    assert problem.startswith("torch._int_mm took 33.0x fp32 torch.mm's time on a 256x384 by 384x384 product "
+                              "(26.22 against 0.79 ms), so the int8 package was not built")
+    assert "neither AVX-512 VNNI nor AMX" in problem, problem
+    assert "its int8 kernels are slower than fp32's here" in kernel_verdict(0.004, 0.001, (256, 384, 384),
+                                                                             sapphire_rapids)
+    assert kernel_verdict(0.0029, 0.001, (256, 384, 384), zen3) is None  # under 3x: the package is built and timed
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="export:int8 needs torchao")
+def test_slow_int8_products_stop_export_int8_before_quantizing(tiny_model, example_batch, monkeypatch):
+    """Building the package takes minutes where torch._int_mm is slow (127 s for MiniLM on an AVX2-only EPYC): a
+    probe of one product refuses it first. Here the probe's timings are given, and quantizing must not start."""
+    def must_not_quantize(model):
+        raise AssertionError("export:int8 quantized the model although its int8 products were timed 30x slower")
+
+    seen_shapes = []
+    monkeypatch.setattr(int8_speed, "product_seconds", lambda *shape: seen_shapes.append(shape) or (0.03, 0.001))
+    monkeypatch.setattr(int8_builders, "quantize_with_torchao", must_not_quantize)
+    ready = prepare_for_inference(tiny_model, example_batch, mode="export", precision="int8")
+    assert ready.record.ran_as == "eager:int8", ready.record.summary()
+    [fallback] = [step for step in ready.record.fallbacks if step.step == "export:int8"]
+    assert "torch._int_mm took 30.0x" in fallback.reason and "not built" in fallback.reason, fallback.reason
+    first_linear = next(module for module in tiny_model.modules() if isinstance(module, torch.nn.Linear))
+    assert seen_shapes == [(256, max(256, first_linear.in_features), max(256, first_linear.out_features))]
+
+
+def test_the_kernel_probe_times_both_products_on_this_cpu():
+    int8_seconds, fp32_seconds = int8_speed.product_seconds(256, 256, 256, calls=2)
+    assert 0 < int8_seconds < 10 and 0 < fp32_seconds < 10
 
 
 def test_export_bf32_builds_fp32_and_says_why(tiny_model, example_batch):

@@ -11,7 +11,7 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from cpu_inference_helpers.optimize import prepare_for_inference
 from cpu_inference_helpers.paths.int8_builders import mixed_precision_problem
-from cpu_inference_helpers.paths.precision_policy import int8_gemm_autotune, int8_mixed_bf16
+from cpu_inference_helpers.paths.precision_policy import int8_gemm_autotune, int8_mixed_bf16, int8_reduce_range
 from cpu_inference_helpers.techniques.capabilities import cached_capabilities, inductor_compiler_available
 from cpu_inference_helpers.techniques.compiling import NO_GEMM_AUTOTUNE_ENV_VAR
 from cpu_inference_helpers.techniques.precision import Bf16Autocast
@@ -79,6 +79,25 @@ def test_int8_gemms_are_autotuned_only_where_the_templates_kernels_exist():
     assert autotuned is False and choice.step == "int8 GEMM kernels" and "neither AMX nor AVX-512 VNNI" in choice.reason
 
 
+def test_activations_are_quantized_to_7_bits_only_without_vnni():
+    assert int8_reduce_range(cpuinfo_capabilities("intel_sapphire_rapids"))[0] is False
+    assert int8_reduce_range(cpuinfo_capabilities("amd_zen4"))[0] is False  # AVX-512 VNNI
+    reduced, choice = int8_reduce_range(cpuinfo_capabilities("amd_zen3_avx2"))
+    assert reduced is True and choice.step == "int8 activation range" and "reduce_range" in choice.reason
+
+
+def _activation_ranges(graph: torch.fx.GraphModule) -> set[tuple[int, int]]:
+    """(quant_min, quant_max) of every activation quantize node of a converted PT2E graph."""
+    return {(node.args[3], node.args[4]) for node in graph.graph.nodes
+            if str(node.target).startswith("quantized_decomposed.quantize_per_tensor")}
+
+
+def test_reduce_range_quantizes_activations_to_7_bits(tiny_model, example_batch):
+    full = quantize_pt2e(tiny_model, example_batch, [example_batch], dynamic_activations=False)
+    reduced = quantize_pt2e(tiny_model, example_batch, [example_batch], dynamic_activations=False, reduce_range=True)
+    assert _activation_ranges(full) == {(0, 255)} and _activation_ranges(reduced) == {(0, 127)}
+
+
 def test_the_unquantized_parts_run_in_bf16_only_on_amx():
     assert int8_mixed_bf16(cpuinfo_capabilities("intel_sapphire_rapids"))[0] is True
     mixed, choice = int8_mixed_bf16(cpuinfo_capabilities("amd_zen4"))
@@ -95,6 +114,7 @@ def test_compile_int8_is_pt2e_int8_with_dynamic_activations(tiny_model, example_
     assert "PT2E int8" in applied and "dynamic activations" in applied
     assert "GEMMs autotuned" not in applied and counters["inductor"]["select_algorithm_autotune"] == autotuned_before
     assert ("int8-mixed-bf16" in applied) == cached_capabilities().has_amx
+    assert int8_reduce_range(cached_capabilities())[1] in ready.record.choices  # 7-bit activations without VNNI
     with torch.no_grad():
         got, want = ready(**example_batch).start_logits, tiny_model(**example_batch).start_logits
     assert (got - want).abs().max() < 0.1 * want.abs().max()

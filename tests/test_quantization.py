@@ -103,25 +103,26 @@ def test_calibration_batches_have_the_evaluation_shape(tokenizer):
 
 
 def test_the_best_int8_path_keeps_most_answers_of_the_real_checkpoint():
-    """On 24 dev questions, int8 (auto: IPEX static int8 or PT2E int8 + compile; dynamic int8 elsewhere) keeps
-    at least 3 in 4 answers of eager fp32, with make qa's windows and calibration (64 windows of 384 tokens:
-    with them IPEX's fused int8 graph differs from its eager twin by 40% of the logit scale, and a check
-    against that twin made auto fall back). The full-dev accuracy cost is measured in docs/int8.md."""
+    """On 24 dev questions, this stack's best int8 path (the first static int8 mode of auto's plan: IPEX static
+    int8 with IPEX, PT2E int8 + compile without; dynamic eager int8 without a compiler) builds on the real
+    checkpoint without a fallback and keeps at least 3 in 4 answers of eager fp32, with make qa's windows and
+    calibration (64 windows of 384 tokens: with them IPEX's fused int8 graph differs from its eager twin by 40%
+    of the logit scale, and a check against that twin made auto fall back). The mode is named rather than left
+    to auto, which would build and time every int8 contender (about 270 s of CI on an AVX2-only EPYC): auto:int8
+    on this checkpoint runs in notebooks 05 and 09 on both stacks. The full-dev accuracy cost is in docs/int8.md."""
     loaded = load_qa_model_and_tokenizer("minilm-squad")
     examples = load_examples()[0][:24]
     features = prepare_validation_features(examples, loaded.tokenizer, 384, 128)  # make qa's windows
     batches = list(features.batches(8))
     calibration = calibration_batches(load_calibration_examples(), loaded.tokenizer, 384, 128, windows=64,
                                       batch_size=8)
-    ready = prepare_for_inference(loaded.model, batches[0], precision="int8", calibration=calibration)
-    # the real model builds the best path of this stack (the tiny test model is no proof of that)
-    best = next((mode for mode, _ in auto_plan() if mode in ("ipex+jit", "compile")), None)
-    if best in ("ipex+jit", "compile"):  # IPEX static int8 (calibrated), PT2E int8
-        assert ready.record.ran_as == f"auto -> {best}:int8", ready.record.summary()
+    best = next((mode for mode, _ in auto_plan() if mode in ("ipex+jit", "compile")), "eager")
+    ready = prepare_for_inference(loaded.model, batches[0], mode=best, precision="int8", calibration=calibration)
+    assert ready.record.ran_as == f"{best}:int8" and not ready.record.fell_back, ready.record.summary()
     reference = predict(loaded.model, features, examples, batch_size=8).answers
     quantized = predict(ready, features, examples, batch_size=8).answers
     same = np.mean([reference[key] == quantized[key] for key in reference])
-    assert ready.record.precision == "int8" and same >= 0.75, (same, ready.record.summary())
+    assert same >= 0.75, (same, ready.record.summary())
 
 
 def test_hand_quantized_linear_follows_the_int8_scheme():

@@ -18,7 +18,7 @@ import torch
 
 from cpu_inference_helpers.infra.errors import error_summary
 from cpu_inference_helpers.paths.float_builders import exported_model
-from cpu_inference_helpers.paths.int8_speed import int8_slowdown_problem
+from cpu_inference_helpers.paths.int8_speed import int8_kernel_problem, int8_slowdown_problem
 from cpu_inference_helpers.paths.options import BuildRequest
 from cpu_inference_helpers.paths.unavailable import PathUnavailable
 from cpu_inference_helpers.record import Built, Step
@@ -187,14 +187,17 @@ def compile_int8(request: BuildRequest) -> Built:
         if options.smooth_quant_alpha is not None:
             logger.warning("compile:int8 was given smooth_quant_alpha but no calibration batches: SmoothQuant "
                            "needs them, so activation ranges are measured on every call (dynamic) instead")
+    # (imported here: the policy's bf32 check builds paths through this table)
+    from cpu_inference_helpers.paths.precision_policy import int8_gemm_autotune, int8_mixed_bf16, int8_reduce_range
+
+    reduce_range, activation_range = int8_reduce_range(request.capabilities)
     try:
         quantized: torch.nn.Module = quantize_pt2e(request.model, request.inputs, calibration,
                                                    dynamic_activations=not calibration,
-                                                   smooth_quant_alpha=alpha if calibration else None)
+                                                   smooth_quant_alpha=alpha if calibration else None,
+                                                   reduce_range=reduce_range)
     except Exception as error:  # noqa: BLE001 - export refusing the model, or the quantizer failing on it
         raise _unavailable("compile:int8", f"PT2E int8 failed: {error_summary(error)}") from error
-    # (imported here: the policy's bf32 check builds paths through this table)
-    from cpu_inference_helpers.paths.precision_policy import int8_gemm_autotune, int8_mixed_bf16
 
     mixed_bf16, float_parts = int8_mixed_bf16(request.capabilities)
     # int8 alone is checked by compile_model against the graph run eagerly (int8's tolerance); int8-mixed-bf16
@@ -219,6 +222,7 @@ def compile_int8(request: BuildRequest) -> Built:
     compiled.applied.insert(0, f"PT2E int8 (X86InductorQuantizer, {activations}"
                             + (", int8-mixed-bf16" if mixed_bf16 else "") + ")")
     compiled.choices.append(float_parts)
+    compiled.choices.append(activation_range)
     if static_ranges:
         compiled.choices.append(gemm_kernels)
     return compiled
@@ -226,7 +230,8 @@ def compile_int8(request: BuildRequest) -> Built:
 
 def export_int8(request: BuildRequest) -> Built:
     """torchao int8 dynamic activations + int8 weights, then torch.export + AOTInductor package; unavailable where
-    the package takes 1.5x eager fp32's time or more on the example inputs (`int8_speed`)."""
+    `torch._int_mm` takes 3x fp32's time or more on one product of the model's shape (not built then), or the
+    package 1.5x eager fp32's time or more on the example inputs (`int8_speed`)."""
     def export_quantized(quantized: torch.nn.Module) -> Built:
         # Checked against the torchao model run eagerly: the same int8 math, before AOTInductor fuses it.
         exported = exported_model(quantized, request, INT8)
@@ -237,6 +242,10 @@ def export_int8(request: BuildRequest) -> Built:
         exported.applied[:0] = ["torchao int8 dynamic activations + int8 weights"]
         return exported
 
+    # milliseconds, against minutes of quantizing and building where the kernels are slow (after torchao's own check)
+    slow_kernels = importlib.util.find_spec("torchao") and int8_kernel_problem(request.model, request.capabilities)
+    if slow_kernels:
+        raise _unavailable("export:int8", slow_kernels)
     return _torchao_int8("export:int8", request, export_quantized, "exporting the torchao model failed",
                          "; PyTorch's dynamic int8 Linear holds TorchScript objects that torch.export cannot take")
 

@@ -4,7 +4,8 @@
 - bf16 without native bf16: fp32, unless the caller allows emulation (`request_precision`);
 - bf32, per path (`path_precision`): fp32 without AMX, on export (its kernels are compiled in), and where the
   path's kernels ignore the bf32 setting (measured by `bf32_check`);
-- int8's unquantized parts (attention, softmax, GELU; PT2E): bf16 on AMX, fp32 elsewhere (`int8_mixed_bf16`).
+- int8's unquantized parts (attention, softmax, GELU; PT2E): bf16 on AMX, fp32 elsewhere (`int8_mixed_bf16`);
+- int8's activations (PT2E): 7 bits without VNNI, 8 with it (`int8_reduce_range`).
 
 The table's builders build the precision they are given: none of them falls back in precision.
 """
@@ -85,6 +86,20 @@ def int8_gemm_autotune(capabilities: CpuCapabilities) -> tuple[bool, Step]:
                           "has " + ("AMX-INT8" if capabilities.has_amx else "AVX-512 VNNI"))
     return False, Step("int8 GEMM kernels", "oneDNN's int8 GEMM kernels, untimed: this CPU has neither AMX nor "
                        "AVX-512 VNNI, and Inductor's C++ int8 GEMM template computed wrong results on such a CPU")
+
+
+def int8_reduce_range(capabilities: CpuCapabilities) -> tuple[bool, Step]:
+    """Whether PT2E int8 quantizes activations to 7 bits (X86InductorQuantizer's `reduce_range`); with the record's
+    "int8 activation range" choice saying why.
+
+    Without VNNI (AVX-512 VNNI, or AMX) x86 multiplies u8 activations by s8 weights with `vpmaddubsw`, which adds
+    each pair of products into 16 bits with saturation: full-range (8-bit) activations can overflow it, and the
+    quantizer's own documentation asks for `reduce_range` on such CPUs. With VNNI the products add up in 32 bits.
+    """
+    if capabilities.has_amx or capabilities.isa.get("avx512_vnni", False):
+        return False, Step("int8 activation range", "8-bit activations: this CPU's VNNI adds int8 products in 32 bits")
+    return True, Step("int8 activation range", "7-bit activations (reduce_range): without VNNI the u8 x s8 "
+                      "products add pairwise into 16 bits with saturation, which full-range activations can overflow")
 
 
 def int8_mixed_bf16(capabilities: CpuCapabilities) -> tuple[bool, Step]:

@@ -81,12 +81,14 @@ def _export_dynamic(model: torch.nn.Module, inputs: Batch) -> torch.fx.GraphModu
 
 
 def quantize_pt2e(model: torch.nn.Module, example_inputs: Batch, calibration: Iterable[Batch] | None = None,
-                  dynamic_activations: bool = True, smooth_quant_alpha: float | None = None) -> torch.fx.GraphModule:
+                  dynamic_activations: bool = True, smooth_quant_alpha: float | None = None,
+                  reduce_range: bool = False) -> torch.fx.GraphModule:
     """A PT2E int8 graph of a copy of `model`: strict export, X86InductorQuantizer, calibrate, convert.
 
     `dynamic_activations`: activation ranges measured on each call (no calibration needed: `example_inputs`
     runs the observers once); False: static ranges from `calibration` (required, a ValueError without).
     `smooth_quant_alpha` (static only): SmoothQuant on the calibration batches first (`smoothquant`).
+    `reduce_range`: 7-bit activations, for CPUs without VNNI (`precision_policy.int8_reduce_range`).
     The result runs eagerly as quantize / dequantize around fp32 kernels (the reference to check against);
     `torch.compile` with freezing lowers it to oneDNN's int8 kernels. Raises RuntimeError when no Linear
     layer was quantized, and whatever export or the quantizer raise.
@@ -103,7 +105,7 @@ def quantize_pt2e(model: torch.nn.Module, example_inputs: Batch, calibration: It
     graph = _export_dynamic(copy.deepcopy(model).eval(), dict(example_inputs))
     if smooth_quant_alpha is not None:
         merge_repeated_multiplications(graph)  # query, key, value: one divided input, quantized once
-    config = x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic_activations)
+    config = x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic_activations, reduce_range=reduce_range)
     quantizer = x86.X86InductorQuantizer().set_global(config)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
