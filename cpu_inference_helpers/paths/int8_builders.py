@@ -242,10 +242,6 @@ def export_int8(request: BuildRequest) -> Built:
         exported.applied[:0] = ["torchao int8 dynamic activations + int8 weights"]
         return exported
 
-    # milliseconds, against minutes of quantizing and building where the kernels are slow (after torchao's own check)
-    slow_kernels = importlib.util.find_spec("torchao") and int8_kernel_problem(request.model, request.capabilities)
-    if slow_kernels:
-        raise _unavailable("export:int8", slow_kernels)
     return _torchao_int8("export:int8", request, export_quantized, "exporting the torchao model failed",
                          "; PyTorch's dynamic int8 Linear holds TorchScript objects that torch.export cannot take")
 
@@ -255,6 +251,11 @@ def _torchao_int8(path: str, request: BuildRequest, build: Callable[[torch.nn.Mo
     """torchao's int8 quantization, then `build` on the quantized model; `path` unavailable, with why, otherwise."""
     if importlib.util.find_spec("torchao") is None:
         raise _unavailable(path, "torchao is not installed (pip install torchao)" + missing_hint)
+    # torchao's dynamic int8 runs its products as torch._int_mm: timed first (milliseconds), against the minutes of
+    # quantizing and building where they are slow
+    slow_kernels = int8_kernel_problem(request.model, request.capabilities)
+    if slow_kernels:
+        raise _unavailable(path, slow_kernels)
     try:
         quantized = quantize_with_torchao(request.model)
     except Exception as error:  # noqa: BLE001

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from cpu_inference_helpers.infra.timing import time_call
+from cpu_inference_helpers.infra.timing import measure_latency, time_call
 from cpu_inference_helpers.techniques.capabilities import CpuCapabilities
 
 #: An int8 build that takes this many times eager fp32's time on the example inputs, or more, is not kept.
@@ -98,11 +98,8 @@ def product_seconds(rows: int, inner: int, outer: int, calls: int = 5) -> tuple[
             "mat2": torch.randint(-128, 128, (inner, outer), dtype=torch.int8, generator=generator)}
     fp32 = {"input": torch.randn(rows, inner, generator=generator),
             "mat2": torch.randn(inner, outer, generator=generator)}
-    fastest = []
-    for product, inputs in ((torch._int_mm, int8), (torch.mm, fp32)):
-        product(**inputs)
-        fastest.append(min(time_call(product, inputs)[1] for _ in range(calls)))
-    return fastest[0], fastest[1]
+    return (measure_latency(torch._int_mm, int8, warmup=1, repeats=calls).minimum,
+            measure_latency(torch.mm, fp32, warmup=1, repeats=calls).minimum)
 
 
 def _probe_width(size: int) -> int:
@@ -110,7 +107,7 @@ def _probe_width(size: int) -> int:
 
 
 def _why_slow(capabilities: CpuCapabilities) -> str:
-    if not (capabilities.has_amx or capabilities.isa.get("avx512_vnni", False)):
+    if not capabilities.has_int8_dot_product:
         return ("this CPU has neither AVX-512 VNNI nor AMX, so torchao's int8 matrix products (torch._int_mm) have "
                 "no fast kernel here")
     return "its int8 kernels are slower than fp32's here"

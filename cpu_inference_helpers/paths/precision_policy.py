@@ -81,7 +81,7 @@ def int8_gemm_autotune(capabilities: CpuCapabilities) -> tuple[bool, Step]:
     from the same graph run eagerly, against logits of 0.39; oneDNN's kernel: 0.002), and timing picked it in some
     runs: the check against eager then threw the compiled graph away. There oneDNN's kernels are used untimed.
     """
-    if capabilities.has_amx or capabilities.isa.get("avx512_vnni", False):
+    if capabilities.has_int8_dot_product:
         return True, Step("int8 GEMM kernels", "Inductor's C++ GEMM templates timed against oneDNN's, as this CPU "
                           "has " + ("AMX-INT8" if capabilities.has_amx else "AVX-512 VNNI"))
     return False, Step("int8 GEMM kernels", "oneDNN's int8 GEMM kernels, untimed: this CPU has neither AMX nor "
@@ -96,7 +96,7 @@ def int8_reduce_range(capabilities: CpuCapabilities) -> tuple[bool, Step]:
     each pair of products into 16 bits with saturation: full-range (8-bit) activations can overflow it, and the
     quantizer's own documentation asks for `reduce_range` on such CPUs. With VNNI the products add up in 32 bits.
     """
-    if capabilities.has_amx or capabilities.isa.get("avx512_vnni", False):
+    if capabilities.has_int8_dot_product:
         return False, Step("int8 activation range", "8-bit activations: this CPU's VNNI adds int8 products in 32 bits")
     return True, Step("int8 activation range", "7-bit activations (reduce_range): without VNNI the u8 x s8 "
                       "products add pairwise into 16 bits with saturation, which full-range activations can overflow")

@@ -74,6 +74,12 @@ class CpuCapabilities:
         return self.isa.get("amx_tile", False) and self.isa.get("amx_bf16", False)
 
     @property
+    def has_int8_dot_product(self) -> bool:
+        """True with AVX-512 VNNI or AMX: int8 products added up in 32 bits by one instruction. Without them
+        x86 adds u8 x s8 pairs into 16 bits with saturation (`vpmaddubsw`), and int8 matrix products are slow."""
+        return self.has_amx or self.isa.get("avx512_vnni", False)
+
+    @property
     def native_bf16(self) -> bool:
         """True when the CPU has bf16 arithmetic instructions (AVX512_BF16, AMX-BF16 or ARM BF16).
 
