@@ -99,22 +99,24 @@ def test_missing_peer_is_reported_as_unavailable(monkeypatch, example_batch):
 def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, monkeypatch):
     # The roofline on one shape (bert-base's projection at 384 tokens) instead of four: measured twice, the four
     # took about 100 s of this test on an AVX2-only EPYC (2026-12-07); the roofline's own tests are below.
+    # One benchmark shape: each shape costs three fresh processes (fp32, bf16, int8 groups), 75 s of this test
+    # there; the tables' and plot's handling of several shapes is tested on results below.
     monkeypatch.setattr(bench_entry, "measure_matmul_peak",
                         functools.partial(roofline.measure_matmul_peak, shapes=roofline.DEFAULT_SHAPES[:1]))
     status = bench_main([
-        "--model_name_or_path", "random-bert-tiny", "--shapes", "32x1,48x2", "--repeats", "2",
+        "--model_name_or_path", "random-bert-tiny", "--shapes", "48x2", "--repeats", "2",
         "--paths", "eager (eager attention),jit,auto,eager:bf16,openvino,eager:int8", "--output_dir", str(tmp_path),
     ])
     assert status == 0
     printed = capsys.readouterr().out
-    assert "matmul roofline fp32" in printed and "seq 32, batch 1" in printed and "summary:" in printed
+    assert "matmul roofline fp32" in printed and "seq 48, batch 2" in printed and "summary:" in printed
     payload = json.loads((tmp_path / "bench.json").read_text())
     assert (tmp_path / "bench.png").stat().st_size > 0
     markdown = (tmp_path / "bench.md").read_text().splitlines()
-    assert markdown[2] == "| path | seq 48, batch 2 | seq 32, batch 1 |"
+    assert markdown[2] == "| path | seq 48, batch 2 |"
     assert markdown[4].startswith("| eager | ") and "1.00x" in markdown[4]
     results = payload["results"]
-    assert {(r["seq_len"], r["batch_size"]) for r in results} == {(32, 1), (48, 2)}
+    assert {(r["seq_len"], r["batch_size"]) for r in results} == {(48, 2)}
     assert [r["path"] for r in results[:7]] == ["eager", "eager (eager attention)", "jit", "auto", "eager:bf16",
                                                 "openvino", "eager:int8"]
     bf16_ran = {r["seq_len"]: not r["fallbacks"] for r in results if r["path"] == "eager:bf16"}
@@ -131,13 +133,13 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, monkeypatch):
         tolerance = {"fp32": 1e-4, "bf16": 0.1, "int8": 2.0}[result["precision"]]
         assert result["max_logit_diff_vs_eager"] < tolerance, result
     ran_as = {(r["path"], r["seq_len"]): r["ran_as"] for r in results if not r["skipped"]}
-    assert ran_as[("jit", 32)] == "jit"
+    assert ran_as[("jit", 48)] == "jit"
     if cached_capabilities().native_bf16:
         assert ran_as[("eager:bf16", 48)] == "eager:bf16"
     else:  # emulated bf16 is refused: fp32 ran, and the row says why (an AVX2-only CPU, e.g. AMD EPYC Zen 3)
         bf16_row = next(r for r in results if r["path"] == "eager:bf16" and r["seq_len"] == 48)
         assert bf16_row["ran_as"] == "eager" and "no native bf16" in " ".join(bf16_row["fallbacks"]), bf16_row
-    assert ran_as[("auto", 32)].startswith("auto -> ") and ran_as[("eager:int8", 32)] == "eager:int8"
+    assert ran_as[("auto", 48)].startswith("auto -> ") and ran_as[("eager:int8", 48)] == "eager:int8"
     assert payload["metadata"]["roofline"]["int8"]["gflops"] > 0
     assert payload["metadata"]["roofline_after"]["bf16"]["gflops"] > 0  # measured again after the shapes
     first = next(index for index, line in enumerate(payload["summary"]) if line.startswith("host speed during"))
@@ -155,12 +157,12 @@ def test_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys, monkeypatch):
                 eager = next(r for r in results if r["path"] == "eager" and r["seq_len"] == result["seq_len"])
                 assert math.isclose(result["eager_ms"], eager["median_ms"])
     assert payload["metadata"]["roofline"]["fp32"]["gflops"] > 0
-    timed = [r for r in results if r["precision"] == "fp32" and not r["skipped"] and r["seq_len"] == 32]
+    timed = [r for r in results if r["precision"] == "fp32" and not r["skipped"]]
     assert len(timed) >= 3  # within one group, the faster path (lower median) has the larger speed-up
     assert sorted(timed, key=lambda r: r["median_ms"]) == sorted(timed, key=lambda r: -r["speedup_vs_eager_fp32"])
     assert any("auto (auto -> " in line for line in payload["summary"])
     assert any(line.strip().startswith("profile:") for line in payload["summary"])
-    auto = next(r for r in results if r["path"] == "auto" and r["seq_len"] == 32)  # why auto chose what it ran
+    auto = next(r for r in results if r["path"] == "auto")  # why auto chose what it ran
     assert any(choice.startswith("auto: chose ") for choice in auto["choices"]), auto["choices"]
     assert f"choice in auto: {auto['choices'][0]}" in printed
 
@@ -205,7 +207,8 @@ def test_reports_survive_a_shape_whose_process_died(tmp_path):
     drawn = plot(tmp_path / "bench.png", ok + dead, peaks, "title")
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert drawn == {(32, 1): ["eager", "jit"], (48, 8): []}
-    assert "seq 48, batch 8" in format_markdown(ok + dead) and "seq 32, batch 1" in format_table(ok + dead)
+    assert format_markdown(ok + dead).splitlines()[0] == "| path | seq 48, batch 8 | seq 32, batch 1 |"  # longest first
+    assert "seq 32, batch 1" in format_table(ok + dead)
     assert any("jit 1.25x" in line for line in summarise(ok + dead))
 
 

@@ -113,17 +113,25 @@ def _run_fresh_row(settings: ColdStartSettings, files: Path, row: str) -> ColdSt
         raise RuntimeError(f"the {row} process failed: {error}") from error
 
 
-def _build_files(settings: ColdStartSettings, files: Path) -> None:
-    """The saved TorchScript file and AOTInductor package (run in a fresh process of its own)."""
+def saved_files_for(rows: list[str]) -> set[str]:
+    """The saved files (model.pt, model.pt2) that `rows` load: only those are built."""
+    loaded = {what for row, (_, how, what) in PYTHON_ROWS.items() if row in rows and how == "load"}
+    return loaded | {file for row, (_, file) in CPP_ROWS.items() if row in rows}
+
+
+def _build_files(settings: ColdStartSettings, files: Path, needed: set[str]) -> None:
+    """The saved TorchScript file and/or AOTInductor package in `needed` (run in a fresh process of its own)."""
     from cpu_inference_helpers.deployment import save_prepared
     from cpu_inference_helpers.models import load_qa_model_and_tokenizer
     from cpu_inference_helpers.optimize import prepare_for_inference
 
     inputs, _ = _batch(settings.questions, settings.max_seq_length, settings.doc_stride)
     model = load_qa_model_and_tokenizer(settings.model_name_or_path).model
-    save_prepared(prepare_for_inference(model, inputs, mode="jit"), files / "model.pt")
-    save_prepared(prepare_for_inference(model, inputs, mode="export", package_path=files / "model.pt2"),
-                  files / "model.pt2")
+    if "model.pt" in needed:
+        save_prepared(prepare_for_inference(model, inputs, mode="jit"), files / "model.pt")
+    if "model.pt2" in needed:
+        save_prepared(prepare_for_inference(model, inputs, mode="export", package_path=files / "model.pt2"),
+                      files / "model.pt2")
 
 
 def _cpp_rows(settings: ColdStartSettings, files: Path, wanted: list[str]) -> list[ColdStart]:
@@ -176,7 +184,7 @@ ALL_ROWS = (*PYTHON_ROWS, *CPP_ROWS)
 
 def measure_cold_start(settings: ColdStartSettings, work_dir: str | Path, rows: list[str] | None = None,
                        progress: bool = False) -> list[ColdStart]:
-    """Build the saved files in `work_dir`, then time each row (default: all) in a fresh process, in order.
+    """Build the files the rows load in `work_dir`, then time each row (default: all) in a fresh process, in order.
 
     Raises ValueError for an unknown row or a setting below 1, before any work.
     """
@@ -190,13 +198,15 @@ def measure_cold_start(settings: ColdStartSettings, work_dir: str | Path, rows: 
 
     files = Path(work_dir) / "files"
     files.mkdir(parents=True, exist_ok=True)
-    logger.info("building the saved TorchScript file and AOTInductor package in %s", files)
+    needed = saved_files_for(wanted)
     from cpu_inference_helpers.infra.fresh_process import FreshProcessError, run_in_fresh_process
 
-    try:  # in a process of its own, as a deployment builds them: this one stays as cold as it was
-        run_in_fresh_process(_build_files, settings, files, timeout=ROW_TIMEOUT_S)
-    except FreshProcessError as error:
-        raise RuntimeError(f"building the saved files failed: {error}") from error
+    if needed:  # in a process of its own, as a deployment builds them: this one stays as cold as it was
+        logger.info("building %s in %s", " and ".join(sorted(needed)), files)
+        try:
+            run_in_fresh_process(_build_files, settings, files, needed, timeout=ROW_TIMEOUT_S)
+        except FreshProcessError as error:
+            raise RuntimeError(f"building the saved files failed: {error}") from error
     results = []
     python_rows = [row for row in wanted if row in PYTHON_ROWS]
     for row in tqdm(python_rows, desc="fresh processes", disable=not progress):
