@@ -113,6 +113,9 @@ def test_the_ray_throughput_is_measured_on_the_wall_clock(ray_run):
     shares = [result.samples / result.samples_per_second for result in evaluation_.results]
     assert sum(shares) == pytest.approx(span, rel=1e-6)
     assert span >= busy / metadata["workers"]  # two workers can at best halve the busy time
+    for result in evaluation_.results:  # run_qa.py's eval_results.json counts the same wall clock
+        metrics = json.loads((folder / result.folder / "eval_results.json").read_text())
+        assert metrics["eval_samples_per_second"] == pytest.approx(result.samples_per_second, abs=1e-3)
 
 
 class DiesOnFirstBatch(QAPredictor):

@@ -108,7 +108,8 @@ class EvaluationSettings:
         checks = [
             (self.max_seq_length < 16, "--max_seq_length must be at least 16"),
             (self.doc_stride < 0 or self.doc_stride >= self.max_seq_length,
-             "--doc_stride must be at least 0 and smaller than --max_seq_length"),
+             f"--doc_stride must be at least 0 and smaller than --max_seq_length (got {self.doc_stride} and "
+             f"{self.max_seq_length})"),
             (self.per_device_eval_batch_size < 1, "--per_device_eval_batch_size must be at least 1"),
             (self.max_eval_samples is not None and self.max_eval_samples < 1, "--max_eval_samples must be at least 1"),
             (self.n_best_size < 1 or self.max_answer_length < 1, "--n_best_size and --max_answer_length must be >= 1"),
@@ -145,7 +146,9 @@ def write_run_qa_files(stage: StagedFiles, result: ModeResult, predictions: dict
     folder = result.folder
     stage.path(f"{folder}/eval_predictions.json").write_text(json.dumps(predictions, indent=4) + "\n")
     stage.path(f"{folder}/eval_nbest_predictions.json").write_text(json.dumps(nbest, indent=4) + "\n")
-    runtime = sum(result.batch_latencies_s)
+    # the wall-clock time results.json counts: the summed batches in one process; on Ray the mode's share of
+    # the timed span, where the workers' summed batches would make a 2-worker run look half as fast
+    runtime = result.samples / result.samples_per_second
     metrics = {
         "eval_exact_match": result.exact_match,
         "eval_f1": result.f1,
