@@ -147,7 +147,7 @@ def write_run_qa_files(stage: StagedFiles, result: ModeResult, predictions: dict
     stage.path(f"{folder}/eval_predictions.json").write_text(json.dumps(predictions, indent=4) + "\n")
     stage.path(f"{folder}/eval_nbest_predictions.json").write_text(json.dumps(nbest, indent=4) + "\n")
     # the wall-clock time results.json counts: the summed batches in one process; on Ray the mode's share of
-    # the timed span, where the workers' summed batches would make a 2-worker run look half as fast
+    # the timed span (the workers' summed batch time counts overlapping batches twice and idle workers not at all)
     runtime = result.samples / result.samples_per_second
     metrics = {
         "eval_exact_match": result.exact_match,
