@@ -5,7 +5,8 @@
 random-bert-tiny's static PT2E int8 graph (SmoothQuant 0.6, 4 calibration batches of 2 x 32 tokens) is compiled
 with freezing and GEMM autotuning restricted to one backend at a time: `CPP` (Inductor's int8 GEMM template)
 and `ATEN` (oneDNN), each with 8-bit and with 7-bit activations (X86InductorQuantizer's `reduce_range`). Each
-line prints the largest difference of the compiled logits from the same graph run eagerly. The helpers autotune
+line prints the largest difference of the compiled logits from the same graph run eagerly, and what the
+helpers' check against it accepts (`parity.parity_tolerance`). The helpers autotune
 static int8 only on CPUs with VNNI or AMX (`precision_policy.int8_gemm_autotune`): docs/compatibility.md has the
 runs behind that rule. Re-run it after a torch upgrade to see whether the rule still holds. Modern stack (PT2E).
 """
@@ -19,6 +20,8 @@ import torch
 import torch._inductor.config as inductor_config
 
 from cpu_inference_helpers import build_random_qa_model, cached_capabilities
+from cpu_inference_helpers.techniques.dtypes import INT8
+from cpu_inference_helpers.techniques.parity import flatten_outputs, max_abs_difference, parity_tolerance
 from cpu_inference_helpers.techniques.pt2e_quantization import quantize_pt2e
 
 
@@ -26,12 +29,6 @@ def _batch(generator: torch.Generator) -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(1000, 9000, (2, 32), generator=generator),
             "attention_mask": torch.ones(2, 32, dtype=torch.long),
             "token_type_ids": torch.zeros(2, 32, dtype=torch.long)}
-
-
-def _logits(outputs) -> torch.Tensor:  # noqa: ANN001 - a ModelOutput, dict or tuple
-    if isinstance(outputs, dict):
-        return torch.cat([outputs["start_logits"], outputs["end_logits"]])
-    return torch.cat(list(outputs[:2]))
 
 
 def check(backend: str, reduce_range: bool) -> str:
@@ -44,14 +41,15 @@ def check(backend: str, reduce_range: bool) -> str:
     graph = quantize_pt2e(model, example, calibration, dynamic_activations=False, smooth_quant_alpha=0.6,
                           reduce_range=reduce_range)
     with torch.no_grad():
-        reference = _logits(graph(**example))
+        reference = graph(**example)
         started = time.perf_counter()
         with inductor_config.patch(freezing=True, max_autotune_gemm=True, max_autotune_gemm_backends=backend):
-            compiled = _logits(torch.compile(graph)(**example))
+            compiled = torch.compile(graph)(**example)
     seconds = time.perf_counter() - started
+    largest_logit = max(tensor.abs().max().item() for tensor in flatten_outputs(reference))
     return (f"{backend:4s} {7 if reduce_range else 8}-bit activations: largest difference "
-            f"{(compiled - reference).abs().max().item():.4f} (logits up to {reference.abs().max().item():.3f}; "
-            f"compiled in {seconds:.0f} s)")
+            f"{max_abs_difference(reference, compiled):.4f} (logits up to {largest_logit:.3f}; the build's check "
+            f"accepts {parity_tolerance(INT8, reference):.2f}; compiled in {seconds:.0f} s)")
 
 
 def main() -> None:
